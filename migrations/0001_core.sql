@@ -1,0 +1,133 @@
+-- todo-db core schema: users, tasks, tags, task_tags.
+-- Runs as todo_owner (the runner sets the role), so todo_owner owns every object.
+-- Every user-owned row carries user_id: the RLS key and the leading column of the main indexes.
+
+create type task_priority as enum ('low', 'medium', 'high', 'urgent');
+
+-- Keeps updated_at honest without trusting every writer to set it.
+create function set_updated_at() returns trigger
+language plpgsql set search_path = pg_catalog, public as $$
+begin
+    new.updated_at := now();
+    return new;
+end
+$$;
+
+create table users (
+    id             uuid primary key,
+    email          text not null,
+    display_name   text not null default '',
+    password_hash  text,
+    is_active      boolean not null default true,
+    created_at     timestamptz not null default now(),
+    updated_at     timestamptz not null default now(),
+    last_login_at  timestamptz,
+    constraint users_email_format check (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' and octet_length(email) <= 254),
+    constraint users_display_name_length check (char_length(display_name) <= 100)
+);
+-- Unique ignoring case: Alice@x and alice@x are one account.
+create unique index users_email_key on users (lower(email));
+
+create table tasks (
+    id            uuid primary key,
+    user_id       uuid not null references users (id) on delete cascade,
+    title         text not null,
+    description   text not null default '',
+    priority      task_priority not null default 'medium',
+    completed     boolean not null default false,
+    completed_at  timestamptz,
+    due_at        timestamptz,
+    created_at    timestamptz not null default now(),
+    updated_at    timestamptz not null default now(),
+    constraint tasks_title_trimmed check (title = btrim(title)),
+    constraint tasks_title_length check (char_length(title) between 1 and 255),
+    constraint tasks_description_length check (char_length(description) <= 10000),
+    -- completed_at is set exactly when the task is completed.
+    constraint tasks_completed_at_matches check (completed = (completed_at is not null))
+);
+-- (user_id, id) is unique so task_tags can reference a task *of the same user*.
+create unique index tasks_user_id_key on tasks (user_id, id);
+-- One index per sort order of the listing, each leading with user_id (keyset pagination).
+create index tasks_user_created_idx on tasks (user_id, created_at, id);
+create index tasks_user_updated_idx on tasks (user_id, updated_at, id);
+create index tasks_user_due_idx on tasks (user_id, (coalesce(due_at, 'infinity'::timestamptz)), id);
+create index tasks_user_priority_idx on tasks (user_id, priority, id);
+
+create table tags (
+    id          uuid primary key,
+    user_id     uuid not null references users (id) on delete cascade,
+    name        text not null,
+    color       text,
+    created_at  timestamptz not null default now(),
+    constraint tags_name_length check (char_length(name) between 1 and 50 and name = btrim(name)),
+    constraint tags_color_format check (color is null or color ~ '^#[0-9a-f]{6}$')
+);
+create unique index tags_user_name_key on tags (user_id, lower(name));
+create unique index tags_user_id_key on tags (user_id, id);
+
+create table task_tags (
+    user_id  uuid not null,
+    task_id  uuid not null,
+    tag_id   uuid not null,
+    constraint task_tags_pkey primary key (user_id, task_id, tag_id),
+    -- Composite keys: a task can only carry tags of its own user.
+    constraint task_tags_task_fkey foreign key (user_id, task_id) references tasks (user_id, id) on delete cascade,
+    constraint task_tags_tag_fkey foreign key (user_id, tag_id) references tags (user_id, id) on delete cascade
+);
+create index task_tags_tag_idx on task_tags (user_id, tag_id);
+
+create trigger users_set_updated_at before update on users
+    for each row when (old is distinct from new) execute function set_updated_at();
+create trigger tasks_set_updated_at before update on tasks
+    for each row when (old is distinct from new) execute function set_updated_at();
+
+-- Row-level security: the app role sees and changes only the rows of the user whose id the
+-- transaction set in app.user_id. A missing or empty identity matches no row (nullif -> null),
+-- never all rows and never a cast error. The (select ...) wrapper evaluates it once per statement.
+alter table users enable row level security;
+alter table users force row level security;
+create policy users_select on users for select to todo_app
+    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy users_update on users for update to todo_app
+    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid))
+    with check (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy users_delete on users for delete to todo_app
+    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+alter table tasks enable row level security;
+alter table tasks force row level security;
+create policy tasks_select on tasks for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tasks_insert on tasks for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tasks_update on tasks for update to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tasks_delete on tasks for delete to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+alter table tags enable row level security;
+alter table tags force row level security;
+create policy tags_select on tags for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tags_insert on tags for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tags_update on tags for update to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy tags_delete on tags for delete to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+alter table task_tags enable row level security;
+alter table task_tags force row level security;
+create policy task_tags_select on task_tags for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy task_tags_insert on task_tags for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy task_tags_delete on task_tags for delete to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+-- The app role gets DML only; it owns nothing.
+grant select, update, delete on users to todo_app;
+grant select, insert, update, delete on tasks, tags to todo_app;
+grant select, insert, delete on task_tags to todo_app;

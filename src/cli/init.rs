@@ -1,0 +1,258 @@
+//! `init`, `reset` and `migrate`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use comfy_table::Table;
+use todo_db::db::Target;
+use todo_db::model::{NewTask, NewUser, Priority, TagName};
+use todo_db::schema::{self, quote_ident};
+use todo_db::{Db, Error, Settings};
+
+use super::{admin_url, confirm, connect_admin, verify::print_report, Confirm, Output};
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Also load a few demo users with tasks and tags (skipped if they exist).
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+impl InitArgs {
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        let url = admin_url(settings).await?;
+        let target = Target::parse(&url, &settings.pool, settings.allow_insecure)?;
+        let created = create_database_if_missing(&target, settings).await?;
+        let db = connect_admin(settings).await?;
+        let applied = {
+            let mut conn = db.admin().connection().await?;
+            schema::migrate(&mut conn).await?
+        };
+        let demo = if self.demo {
+            load_demo(&db).await?
+        } else {
+            Vec::new()
+        };
+        let report = todo_db::verify::verify(&db).await?;
+        if self.output.json {
+            let out = serde_json::json!({
+                "database": target.to_string(),
+                "created_database": created,
+                "applied_migrations": applied,
+                "demo_users": demo,
+                "verify": report,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            if created {
+                println!("created database {}", target.database);
+            }
+            if applied.is_empty() {
+                println!("migrations: up to date");
+            }
+            for m in &applied {
+                println!("applied migration {:04}_{}", m.version, m.name);
+            }
+            for d in &demo {
+                println!("demo user {d}");
+            }
+            print_report(&report);
+        }
+        Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+/// Connects to the server's maintenance database and creates `target.database` if it is missing
+/// and the login may. Returns whether it created it.
+async fn create_database_if_missing(target: &Target, settings: &Settings) -> anyhow::Result<bool> {
+    let mut small = settings.pool.clone();
+    small.size = 1;
+    small.overflow = 0;
+    let maintenance = target.with_database("postgres");
+    let client = match maintenance
+        .connect(small.connect_retry, small.connect_timeout)
+        .await
+    {
+        Ok(c) => c,
+        // No access to the maintenance database (common on hosted services): assume the target
+        // exists; connecting to it will say clearly if it does not.
+        Err(Error::Config(_)) | Err(Error::Database { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let exists = client
+        .query_opt(
+            "select 1 from pg_database where datname = $1",
+            &[&target.database],
+        )
+        .await
+        .context("checking whether the database exists")?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    client
+        .batch_execute(&format!(
+            "create database {}",
+            quote_ident(&target.database)
+        ))
+        .await
+        .with_context(|| {
+            format!(
+                "creating database {} (does the login have CREATEDB?)",
+                target.database
+            )
+        })?;
+    Ok(true)
+}
+
+/// Demo accounts for trying todo-db by hand.
+async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
+    let demo: [(&str, &str, &[(&str, Priority, &[&str])]); 2] = [
+        (
+            "alice@example.com",
+            "Alice",
+            &[
+                ("Write the quarterly report", Priority::High, &["work"]),
+                ("Book dentist appointment", Priority::Medium, &["health"]),
+                ("Renew passport", Priority::Urgent, &["errands"]),
+                (
+                    "Plan the team offsite",
+                    Priority::Low,
+                    &["work", "planning"],
+                ),
+            ],
+        ),
+        (
+            "bob@example.com",
+            "Bob",
+            &[
+                ("Fix the bike's brakes", Priority::High, &["errands"]),
+                (
+                    "Read \"The Pragmatic Programmer\"",
+                    Priority::Low,
+                    &["reading"],
+                ),
+                ("Call grandma", Priority::Medium, &[]),
+            ],
+        ),
+    ];
+    let mut made = Vec::new();
+    for (email, name, tasks) in demo {
+        let user = match db.admin().users().create(&NewUser::new(email, name)?).await {
+            Ok(u) => u,
+            Err(Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let scope = db.user(user.id);
+        for (i, (title, priority, tags)) in tasks.iter().enumerate() {
+            let task = scope
+                .tasks()
+                .create(&NewTask::new(title)?.priority(*priority))
+                .await?;
+            let tags = tags
+                .iter()
+                .map(|t| TagName::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !tags.is_empty() {
+                scope.tasks().tag(task.id, &tags).await?;
+            }
+            if i == 1 {
+                scope.tasks().complete(task.id).await?;
+            }
+        }
+        made.push(format!("{email} ({} tasks)", tasks.len()));
+    }
+    Ok(made)
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    confirm: Confirm,
+}
+
+impl ResetArgs {
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        let db = connect_admin(settings).await?;
+        let mut conn = db.admin().connection().await?;
+        let objects = schema::owned_objects(&conn).await?;
+        if self.confirm.dry_run {
+            println!("would drop from {} and re-create:", db.target());
+            for o in &objects {
+                println!("  {o}");
+            }
+            println!("  (and every other object owned by todo_owner, and the migration ledger)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let question = format!(
+            "drop ALL todo-db data in {} ({} tables/views) and re-create it?",
+            db.target(),
+            objects.len()
+        );
+        if !confirm(&question, &self.confirm)? {
+            println!("nothing changed");
+            return Ok(ExitCode::from(1));
+        }
+        schema::drop_all(&conn).await?;
+        let applied = schema::migrate(&mut conn).await?;
+        println!(
+            "dropped {} tables/views; applied {} migrations",
+            objects.len(),
+            applied.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// Apply pending migrations (without it, only report their state).
+    #[arg(long)]
+    apply: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+impl MigrateArgs {
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        let db = connect_admin(settings).await?;
+        let mut conn = db.admin().connection().await?;
+        if self.apply {
+            let applied = schema::migrate(&mut conn).await?;
+            for m in &applied {
+                println!("applied migration {:04}_{}", m.version, m.name);
+            }
+        }
+        let status = schema::status(&conn).await?;
+        if self.output.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            let mut t = Table::new();
+            t.load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
+            t.set_header(["version", "name", "state"]);
+            for s in &status {
+                t.add_row([
+                    format!("{:04}", s.version),
+                    s.name.clone(),
+                    format!("{:?}", s.state).to_lowercase(),
+                ]);
+            }
+            println!("{t}");
+        }
+        let clean = status
+            .iter()
+            .all(|s| s.state == schema::MigrationState::Applied);
+        Ok(if clean {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}

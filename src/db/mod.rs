@@ -1,0 +1,235 @@
+//! The `Db` handle: the pool, and the two ways in: [`Db::user`] (RLS-scoped work for one user)
+//! and [`Db::admin`] (owner work across users).
+
+mod pool;
+mod scope;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{PoolError, Timeouts};
+use deadpool::Runtime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+pub(crate) use pool::error_chain;
+pub use pool::{is_local_host, Target};
+pub use pool::{Conn, Manager};
+pub use scope::{Stmt, UserScope};
+
+use crate::config::{PoolSettings, Settings};
+use crate::error::{Error, Result};
+use crate::model::UserId;
+
+/// A cheap, cloneable handle to the connection pool.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: pool::Pool,
+    target: Target,
+    settings: PoolSettings,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reaper.abort();
+    }
+}
+
+/// Pool occupancy, for health checks and metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+impl Db {
+    /// Connects to `DATABASE_URL`, or with none set, to the embedded local default (started on
+    /// demand). Opens one connection up front so a bad URL or password fails here, clearly.
+    pub async fn connect(settings: &Settings) -> Result<Db> {
+        let url = match &settings.database_url {
+            Some(url) => url.expose().clone(),
+            None => crate::local::Cluster::new(settings.home_dir())
+                .ensure_running()
+                .await?
+                .url(),
+        };
+        Self::connect_url(&url, settings).await
+    }
+
+    /// Connects to an explicit URL with the pool settings of `settings`.
+    pub async fn connect_url(url: &str, settings: &Settings) -> Result<Db> {
+        let target = Target::parse(url, &settings.pool, settings.allow_insecure)?;
+        let db = Self::from_target(target, settings.pool.clone())?;
+        drop(db.acquire().await?);
+        tracing::debug!(target = %db.inner.target, "connected");
+        Ok(db)
+    }
+
+    fn from_target(target: Target, settings: PoolSettings) -> Result<Db> {
+        let manager = pool::Manager {
+            target: target.clone(),
+            settings: settings.clone(),
+        };
+        let pool = pool::Pool::builder(manager)
+            .max_size(settings.max_size())
+            .timeouts(Timeouts {
+                // Waiting for a free connection: the caller gets Error::Busy after this.
+                wait: Some(settings.acquire_timeout),
+                // Opening one includes retries of transient failures (Neon waking up).
+                create: Some(settings.connect_retry + settings.connect_timeout),
+                // A ping of an idle connection must not hang the caller.
+                recycle: Some(settings.connect_timeout),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("pool: {e}")))?;
+        let reaper = tokio::spawn(reap_overflow(pool.clone(), settings.clone()));
+        Ok(Db {
+            inner: Arc::new(Inner {
+                pool,
+                target,
+                settings,
+                reaper,
+            }),
+        })
+    }
+
+    /// Work for one user: every statement runs under RLS as that user, in one transaction.
+    pub fn user(&self, id: UserId) -> UserScope {
+        UserScope::new(self.clone(), id)
+    }
+
+    /// Owner work across users (sign-up, reports over everyone, seeding, maintenance). Logged, so
+    /// that cross-user access is visible.
+    pub fn admin(&self) -> Admin {
+        tracing::debug!(target: "todo_db::admin", db = %self.inner.target, "admin access");
+        Admin { db: self.clone() }
+    }
+
+    /// `host:port/database` of the primary; never the URL.
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    pub fn pool_settings(&self) -> &PoolSettings {
+        &self.inner.settings
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.inner.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+
+    /// Closes every pooled connection; later calls fail.
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    pub(crate) async fn acquire(&self) -> Result<Conn> {
+        self.inner.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
+                Error::Busy(self.inner.settings.acquire_timeout)
+            }
+            PoolError::Timeout(_) => Error::Unavailable {
+                target: self.inner.target.to_string(),
+                reason: "timed out opening a connection".into(),
+                source: None,
+            },
+            PoolError::Backend(e) => e,
+            PoolError::Closed => Error::Unavailable {
+                target: self.inner.target.to_string(),
+                reason: "the pool is closed".into(),
+                source: None,
+            },
+            other => Error::Unavailable {
+                target: self.inner.target.to_string(),
+                reason: other.to_string(),
+                source: None,
+            },
+        })
+    }
+
+    pub(crate) fn map_err(&self, e: tokio_postgres::Error) -> Error {
+        Error::from_pg(e, &self.inner.target.to_string())
+    }
+}
+
+/// Closes overflow connections that have been idle for `overflow_idle`, keeping `size` open, and
+/// connections past their lifetime, so a burst does not pin 50 server connections forever.
+async fn reap_overflow(pool: pool::Pool, settings: PoolSettings) {
+    let every = (settings.overflow_idle / 2).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let mut kept = 0usize;
+        let removed = pool.retain(|_, m| {
+            let keep = m.age() < settings.max_lifetime
+                && (kept < settings.size || m.last_used() < settings.overflow_idle);
+            kept += usize::from(keep);
+            keep
+        });
+        if !removed.removed.is_empty() {
+            tracing::debug!(
+                closed = removed.removed.len(),
+                "closed idle overflow connections"
+            );
+        }
+    }
+}
+
+/// Owner work: runs as the login role (which bypasses RLS), not as the app role.
+#[derive(Clone)]
+pub struct Admin {
+    db: Db,
+}
+
+impl Admin {
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// One statement in its own implicit transaction.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = self.db.acquire().await?;
+        let stmt = conn
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.db.map_err(e))?;
+        conn.query(&stmt, params)
+            .await
+            .map_err(|e| self.db.map_err(e))
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Statements separated by `;`, no parameters, in one implicit transaction.
+    pub async fn batch(&self, sql: &str) -> Result<()> {
+        let conn = self.db.acquire().await?;
+        conn.batch_execute(sql)
+            .await
+            .map_err(|e| self.db.map_err(e))
+    }
+
+    /// A pooled connection for multi-statement owner work (a transaction, COPY).
+    pub async fn connection(&self) -> Result<Conn> {
+        self.db.acquire().await
+    }
+}

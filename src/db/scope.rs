@@ -1,0 +1,158 @@
+//! A user scope: every operation is one transaction, run as the app role with the user's identity
+//! set transaction-locally, and sent as one pipelined flight:
+//!
+//! ```text
+//! BEGIN; select set_config('role','todo_app',true), set_config('app.user_id',$1,true), ...;
+//! <the operation's statements>; COMMIT
+//! ```
+//!
+//! All statements are prepared once per connection and cached. tokio-postgres writes a query's
+//! messages when its future is first polled, so polling the futures together (`join!`) sends them
+//! back to back and reads the answers together: one network round trip. A failing statement
+//! aborts the transaction, and the COMMIT after it is answered as a rollback.
+
+use deadpool::managed::Object;
+use futures_util::future::{join_all, try_join_all};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::{Conn, Db};
+use crate::error::{Error, Result};
+use crate::model::UserId;
+
+/// Sets the identity for the current transaction only. A session-level SET would leak to the
+/// next user of a pooled connection, and through PgBouncer in transaction mode.
+const IDENTITY: &str = "select set_config('role', 'todo_app', true), \
+     set_config('app.user_id', $1, true), \
+     set_config('statement_timeout', $2, true)";
+
+/// One statement of a pipelined operation.
+pub struct Stmt<'a> {
+    pub sql: &'a str,
+    pub params: &'a [&'a (dyn ToSql + Sync)],
+}
+
+impl<'a> Stmt<'a> {
+    pub fn new(sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Self {
+        Stmt { sql, params }
+    }
+}
+
+/// Work on behalf of one user. Cheap to create; holds no connection between operations.
+#[derive(Clone)]
+pub struct UserScope {
+    db: Db,
+    user: UserId,
+    statement_timeout: String,
+}
+
+impl UserScope {
+    pub(super) fn new(db: Db, user: UserId) -> Self {
+        let statement_timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
+        UserScope {
+            db,
+            user,
+            statement_timeout,
+        }
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs `stmts` in one transaction as this user and returns each statement's rows.
+    pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+        let conn = self.db.acquire().await?;
+        // Until every answer is read, a drop (a cancelled future, a timeout) must not return the
+        // connection to the pool: it could still be inside this transaction. The guard detaches
+        // and closes it instead; the server then rolls the transaction back.
+        let mut guard = InFlight(Some(conn));
+        let client = guard.client();
+
+        let prepared = try_join_all(
+            [("begin", None), (IDENTITY, None), ("commit", None)]
+                .into_iter()
+                .chain(stmts.iter().map(|s| (s.sql, Some(()))))
+                .map(|(sql, _)| client.prepare_cached(sql)),
+        )
+        .await
+        .map_err(|e| self.db.map_err(e))?;
+        let (begin, identity, commit) = (&prepared[0], &prepared[1], &prepared[2]);
+
+        let user = self.user.0.to_string();
+        let ident_params: [&(dyn ToSql + Sync); 2] = [&user, &self.statement_timeout];
+        let (began, ident, results, committed) = tokio::join!(
+            client.execute(begin, &[]),
+            client.execute(identity, &ident_params),
+            join_all(
+                prepared[3..]
+                    .iter()
+                    .zip(stmts)
+                    .map(|(st, s)| client.query(st, s.params))
+            ),
+            client.execute(commit, &[]),
+        );
+        guard.release();
+
+        began.map_err(|e| self.db.map_err(e))?;
+        ident.map_err(|e| self.db.map_err(e))?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push(r.map_err(|e| self.db.map_err(e))?);
+        }
+        committed.map_err(|e| self.db.map_err(e))?;
+        Ok(out)
+    }
+
+    /// One statement in its own transaction, as this user.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let mut rows = self.pipeline(&[Stmt::new(sql, params)]).await?;
+        Ok(rows.pop().unwrap_or_default())
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Like [`query_opt`](Self::query_opt), but no row is `NotFound { entity }`.
+    pub async fn query_found(
+        &self,
+        entity: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row> {
+        self.query_opt(sql, params)
+            .await?
+            .ok_or(Error::NotFound { entity })
+    }
+}
+
+struct InFlight(Option<Conn>);
+
+impl InFlight {
+    fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        self.0.as_ref().expect("connection present until release")
+    }
+
+    /// Every answer was read: the connection is idle again and may go back to the pool.
+    fn release(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            tracing::debug!("operation dropped mid-flight; discarding its connection");
+            drop(Object::take(conn));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The library's error type: outcomes a caller can act on, with the source kept.
+//!
+//! Driver errors are classified once, here: a named constraint becomes a typed `Validation`,
+//! `Conflict` or `NotFound`; connection failures become `Unavailable` (retryable). Messages name
+//! host, port and database, never a password: the URL is never formatted into an error.
+
+use std::time::Duration;
+
+use crate::schema::constraints;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input rejected before (or by) the database; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    Validation { field: &'static str, reason: String },
+
+    /// The row does not exist, or is not visible to this user.
+    #[error("{entity} not found")]
+    NotFound { entity: &'static str },
+
+    /// A uniqueness rule was broken (duplicate email, duplicate tag name, ...).
+    #[error("{field} already exists (constraint {constraint})")]
+    Conflict {
+        field: &'static str,
+        constraint: &'static str,
+    },
+
+    /// The server could not be reached or the connection broke; safe to retry a read.
+    #[error("database unavailable at {target}: {reason}")]
+    Unavailable {
+        target: String,
+        reason: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+
+    /// Every pooled connection stayed in use for the whole acquire timeout.
+    #[error("database busy: no connection became free within {0:?}")]
+    Busy(Duration),
+
+    /// The configuration cannot be used; the message says which setting and how to fix it.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// A migration problem: a modified applied migration, a database newer than this binary.
+    #[error("migration: {0}")]
+    Migration(String),
+
+    /// The embedded local PostgreSQL could not be found, created, started or stopped.
+    #[error("local database: {0}")]
+    Local(String),
+
+    /// Any other error reported by the server, with its SQLSTATE.
+    #[error("database error {code} at {target}: {message}")]
+    Database {
+        code: String,
+        message: String,
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl Error {
+    pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Validation {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether retrying the same operation may succeed (the connection or server was at fault).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } | Error::Busy(_) => true,
+            Error::Database { code, .. } => {
+                // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
+                // cannot_connect_now: the server asks us to try again.
+                matches!(
+                    code.as_str(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// Classifies a driver error. `target` is `host:port/database`, never the URL.
+    pub(crate) fn from_pg(err: tokio_postgres::Error, target: &str) -> Self {
+        let Some(db) = err.as_db_error() else {
+            return Error::Unavailable {
+                target: target.to_string(),
+                reason: err.to_string(),
+                source: Some(err),
+            };
+        };
+        if let Some(name) = db.constraint() {
+            if let Some(mapped) = constraints::classify(name) {
+                return mapped;
+            }
+        }
+        let code = db.code().code().to_string();
+        if matches!(
+            code.as_str(),
+            "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006"
+        ) {
+            return Error::Unavailable {
+                target: target.to_string(),
+                reason: db.message().to_string(),
+                source: Some(err),
+            };
+        }
+        Error::Database {
+            code,
+            message: db.message().to_string(),
+            target: target.to_string(),
+            source: err,
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The embedded default: a PostgreSQL cluster that todo-db creates, starts and owns under
+//! `.todo-db/` (or `TODO_DB_HOME`) when no `DATABASE_URL` is set.
+//!
+//! It uses the PostgreSQL server binaries installed on the machine. `initdb` and `postgres` refuse
+//! to run as root; when todo-db runs as root it runs them as the `postgres` system account. The
+//! cluster listens on 127.0.0.1 only, on a free port chosen at creation, with TLS from a private
+//! CA created alongside it (so the URL uses `sslmode=verify-full`), and password authentication
+//! (SCRAM) with a random password kept in `.todo-db/password` (mode 0600).
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The database the embedded default's URL names.
+pub const DATABASE: &str = "todo";
+/// The cluster's superuser (todo-db's admin login).
+pub const SUPERUSER: &str = "todo";
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    home: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub home: PathBuf,
+    pub initialized: bool,
+    pub running: bool,
+    pub port: Option<u16>,
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// A running embedded cluster and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub port: u16,
+    password: String,
+    ca: PathBuf,
+}
+
+impl Running {
+    /// The connection URL (holds the password: keep it in a `Secret`, never log it).
+    pub fn url(&self) -> String {
+        self.url_for(DATABASE)
+    }
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
+            self.password,
+            self.port,
+            self.ca.display()
+        )
+    }
+}
+
+/// The account that runs the server: `None` means this process's own.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl Cluster {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Cluster { home: home.into() }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.home.join("data")
+    }
+
+    /// Creates the cluster on first use, starts it if it is stopped, and returns how to reach it.
+    /// Safe to call from several processes at once (a lock file serialises them).
+    pub async fn ensure_running(&self) -> Result<Running> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.ensure_running_blocking())
+            .await
+            .map_err(|e| Error::Local(format!("start task failed: {e}")))?
+    }
+
+    pub fn ensure_running_blocking(&self) -> Result<Running> {
+        fs::create_dir_all(&self.home).map_err(|e| self.io("create", &self.home, e))?;
+        let home = fs::canonicalize(&self.home).map_err(|e| self.io("resolve", &self.home, e))?;
+        let this = Cluster::new(home);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(this.home.join("lock"))
+            .map_err(|e| this.io("open", &this.home.join("lock"), e))?;
+        lock.lock()
+            .map_err(|e| this.io("lock", &this.home.join("lock"), e))?;
+        let bin = find_bin_dir()?;
+        let run_as = run_as()?;
+        if !this.data().join("PG_VERSION").exists() {
+            this.create(&bin, run_as)?;
+        }
+        if !this.is_running(&bin, run_as)? {
+            this.start(&bin, run_as)?;
+        }
+        let running = this.running()?;
+        drop(lock);
+        Ok(running)
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        let bin = find_bin_dir().ok();
+        let initialized = self.data().join("PG_VERSION").exists();
+        let running = match (&bin, initialized) {
+            (Some(bin), true) => self.is_running(bin, run_as()?)?,
+            _ => false,
+        };
+        Ok(Status {
+            home: self.home.clone(),
+            initialized,
+            running,
+            port: self.read_port().ok(),
+            bin_dir: bin,
+        })
+    }
+
+    /// Stops the cluster if it runs; returns whether it was running.
+    pub fn stop(&self) -> Result<bool> {
+        let bin = find_bin_dir()?;
+        let run_as = run_as()?;
+        if !self.data().join("PG_VERSION").exists() || !self.is_running(&bin, run_as)? {
+            return Ok(false);
+        }
+        let data =
+            fs::canonicalize(self.data()).map_err(|e| self.io("resolve", &self.data(), e))?;
+        let out = run(command(&bin, "pg_ctl", run_as)
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "fast", "-w", "stop"]))?;
+        check(&out, "pg_ctl stop")?;
+        Ok(true)
+    }
+
+    fn running(&self) -> Result<Running> {
+        let password = fs::read_to_string(self.home.join("password"))
+            .map_err(|e| self.io("read", &self.home.join("password"), e))?;
+        Ok(Running {
+            port: self.read_port()?,
+            password: password.trim().to_string(),
+            ca: self.home.join("ca.crt"),
+        })
+    }
+
+    fn read_port(&self) -> Result<u16> {
+        let raw = fs::read_to_string(self.home.join("port"))
+            .map_err(|e| self.io("read", &self.home.join("port"), e))?;
+        raw.trim().parse().map_err(|_| {
+            Error::Local(format!(
+                "{} does not hold a port number",
+                self.home.join("port").display()
+            ))
+        })
+    }
+
+    fn is_running(&self, bin: &Path, run_as: Option<RunAs>) -> Result<bool> {
+        let out = run(command(bin, "pg_ctl", run_as)
+            .arg("-D")
+            .arg(self.data())
+            .arg("status"))?;
+        Ok(out.status.success())
+    }
+
+    fn create(&self, bin: &Path, run_as: Option<RunAs>) -> Result<()> {
+        tracing::info!(home = %self.home.display(), "creating the embedded PostgreSQL cluster");
+        let data = self.data();
+        fs::create_dir_all(&data).map_err(|e| self.io("create", &data, e))?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+            .map_err(|e| self.io("chmod", &data, e))?;
+        let password: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        write_private(&self.home.join("password"), password.as_bytes(), None)?;
+        let pwfile = self.home.join("initdb.pw");
+        write_private(&pwfile, password.as_bytes(), run_as)?;
+        if let Some(r) = run_as {
+            chown(&data, r)?;
+        }
+        let out = run(command(bin, "initdb", run_as)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "--username",
+                SUPERUSER,
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--pwfile",
+            ])
+            .arg(&pwfile));
+        let _ = fs::remove_file(&pwfile);
+        check(&out?, "initdb")?;
+
+        let (ca_pem, cert_pem, key_pem) = certificates()?;
+        write_private(&self.home.join("ca.crt"), ca_pem.as_bytes(), None)?;
+        fs::set_permissions(self.home.join("ca.crt"), fs::Permissions::from_mode(0o644))
+            .map_err(|e| self.io("chmod", &self.home, e))?;
+        write_private(&data.join("server.crt"), cert_pem.as_bytes(), run_as)?;
+        write_private(&data.join("server.key"), key_pem.as_bytes(), run_as)?;
+        let port = free_port()?;
+        self.write_conf(port, run_as)?;
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .map_err(|e| self.io("open", &data, e))?;
+        writeln!(conf, "\ninclude_if_exists = 'todo-db.conf'")
+            .map_err(|e| self.io("write", &data, e))?;
+        Ok(())
+    }
+
+    fn write_conf(&self, port: u16, run_as: Option<RunAs>) -> Result<()> {
+        let conf = format!(
+            "# Written by todo-db: the embedded default cluster.\n\
+             listen_addresses = '127.0.0.1'\n\
+             port = {port}\n\
+             unix_socket_directories = ''\n\
+             ssl = on\n\
+             ssl_cert_file = 'server.crt'\n\
+             ssl_key_file = 'server.key'\n\
+             max_connections = 200\n\
+             logging_collector = off\n"
+        );
+        write_private(&self.data().join("todo-db.conf"), conf.as_bytes(), run_as)?;
+        fs::write(self.home.join("port"), port.to_string())
+            .map_err(|e| self.io("write", &self.home, e))
+    }
+
+    fn start(&self, bin: &Path, run_as: Option<RunAs>) -> Result<()> {
+        // The port chosen at creation may have been taken since: pick another.
+        let port = self.read_port()?;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            let port = free_port()?;
+            tracing::info!(port, "the embedded cluster's port is taken; moving it");
+            self.write_conf(port, run_as)?;
+        }
+        let log = self.data().join("postgres.log");
+        let out = run(command(bin, "pg_ctl", run_as)
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"]))?;
+        if !out.status.success() {
+            let tail = fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            return Err(Error::Local(format!(
+                "pg_ctl start failed: {}\nlast lines of {}:\n{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        Ok(())
+    }
+
+    fn io(&self, what: &str, path: &Path, e: std::io::Error) -> Error {
+        Error::Local(format!("cannot {what} {}: {e}", path.display()))
+    }
+}
+
+fn command(bin: &Path, program: &str, run_as: Option<RunAs>) -> Command {
+    let mut cmd = Command::new(bin.join(program));
+    cmd.current_dir("/").env_remove("PGDATA");
+    if let Some(r) = run_as {
+        cmd.uid(r.uid).gid(r.gid);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    cmd.output()
+        .map_err(|e| Error::Local(format!("cannot run {:?}: {e}", cmd.get_program())))
+}
+
+fn check(out: &Output, what: &str) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Local(format!(
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    )))
+}
+
+fn write_private(path: &Path, bytes: &[u8], owner: Option<RunAs>) -> Result<()> {
+    let err = |e: std::io::Error| Error::Local(format!("cannot write {}: {e}", path.display()));
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+    if let Some(r) = owner {
+        chown(path, r)?;
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, r: RunAs) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid))
+        .map_err(|e| Error::Local(format!("cannot chown {}: {e}", path.display())))
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| Error::Local(format!("no free local port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| Error::Local(e.to_string()))?
+        .port())
+}
+
+/// Root cannot run the server: use the `postgres` system account when todo-db runs as root.
+fn run_as() -> Result<Option<RunAs>> {
+    let me = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    if me != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == "postgres" {
+            if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                return Ok(Some(RunAs { uid, gid }));
+            }
+        }
+    }
+    Err(Error::Local(
+        "todo-db runs as root, and PostgreSQL's initdb and postgres refuse to run as root; no `postgres` \
+         account exists to run them as. Create one (`useradd --system --home /var/lib/postgresql postgres`), \
+         run todo-db as an ordinary user, or set DATABASE_URL to an existing server"
+            .into(),
+    ))
+}
+
+/// Finds a directory with initdb, pg_ctl and postgres: PATH, `pg_config --bindir`, then the
+/// newest `/usr/lib/postgresql/*/bin`.
+pub fn find_bin_dir() -> Result<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if let Ok(real) = fs::canonicalize(dir.join("initdb")) {
+                if let Some(parent) = real.parent() {
+                    candidates.push(parent.to_path_buf());
+                }
+            }
+        }
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        if out.status.success() {
+            candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versions.sort();
+    candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
+    candidates.into_iter().find(|d| complete(d)).ok_or_else(|| {
+        Error::Local(
+            "no PostgreSQL server binaries found (initdb, pg_ctl, postgres) on PATH, via pg_config or under \
+             /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `apt-get install postgresql`) or set \
+             DATABASE_URL to an existing server"
+                .into(),
+        )
+    })
+}
+
+/// A private CA, and a server certificate it signs for localhost and 127.0.0.1.
+fn certificates() -> Result<(String, String, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let e = |e: rcgen::Error| Error::Local(format!("cannot create TLS certificates: {e}"));
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "todo-db local CA");
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(e)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = server.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}

@@ -1,0 +1,343 @@
+//! Embedded, checksummed, forward-only migrations; role set-up; `init`, `verify` and `reset`.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// One SQL file of `migrations/`, embedded in the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "core",
+    sql: include_str!("../migrations/0001_core.sql"),
+}];
+
+/// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
+/// act as them. Idempotent; safe to run concurrently.
+const BOOTSTRAP: &str = r#"
+do $$
+begin
+    begin
+        create role todo_owner nologin;
+    exception when duplicate_object then null;
+    end;
+    begin
+        create role todo_app nologin nobypassrls;
+    exception when duplicate_object then null;
+    end;
+end
+$$;
+grant todo_owner to current_user;
+grant todo_app to current_user;
+grant usage, create on schema public to todo_owner;
+grant usage on schema public to todo_app;
+"#;
+
+const LEDGER: &str = r#"
+create table if not exists todo_db_migrations (
+    version     integer primary key,
+    name        text not null,
+    checksum    text not null,
+    applied_at  timestamptz not null default now()
+)"#;
+
+/// Serialises concurrent migrators of one database.
+const MIGRATION_LOCK: i64 = 0x746f_646f_6462; // "tododb"
+
+/// Names of the schema's constraints, as Rust constants, and what each violation means.
+pub mod constraints {
+    use crate::error::Error;
+
+    pub const USERS_EMAIL_KEY: &str = "users_email_key";
+    pub const USERS_EMAIL_FORMAT: &str = "users_email_format";
+    pub const USERS_DISPLAY_NAME_LENGTH: &str = "users_display_name_length";
+    pub const TASKS_PKEY: &str = "tasks_pkey";
+    pub const TASKS_USER_ID_FKEY: &str = "tasks_user_id_fkey";
+    pub const TASKS_TITLE_TRIMMED: &str = "tasks_title_trimmed";
+    pub const TASKS_TITLE_LENGTH: &str = "tasks_title_length";
+    pub const TASKS_DESCRIPTION_LENGTH: &str = "tasks_description_length";
+    pub const TASKS_COMPLETED_AT_MATCHES: &str = "tasks_completed_at_matches";
+    pub const TAGS_PKEY: &str = "tags_pkey";
+    pub const TAGS_USER_ID_FKEY: &str = "tags_user_id_fkey";
+    pub const TAGS_USER_NAME_KEY: &str = "tags_user_name_key";
+    pub const TAGS_NAME_LENGTH: &str = "tags_name_length";
+    pub const TAGS_COLOR_FORMAT: &str = "tags_color_format";
+    pub const TASK_TAGS_PKEY: &str = "task_tags_pkey";
+    pub const TASK_TAGS_TASK_FKEY: &str = "task_tags_task_fkey";
+    pub const TASK_TAGS_TAG_FKEY: &str = "task_tags_tag_fkey";
+
+    /// Every named constraint `verify` expects, with its table.
+    pub const ALL: &[(&str, &str)] = &[
+        ("users", "users_pkey"),
+        ("users", USERS_EMAIL_FORMAT),
+        ("users", USERS_DISPLAY_NAME_LENGTH),
+        ("tasks", TASKS_PKEY),
+        ("tasks", TASKS_USER_ID_FKEY),
+        ("tasks", TASKS_TITLE_TRIMMED),
+        ("tasks", TASKS_TITLE_LENGTH),
+        ("tasks", TASKS_DESCRIPTION_LENGTH),
+        ("tasks", TASKS_COMPLETED_AT_MATCHES),
+        ("tags", TAGS_PKEY),
+        ("tags", TAGS_USER_ID_FKEY),
+        ("tags", TAGS_NAME_LENGTH),
+        ("tags", TAGS_COLOR_FORMAT),
+        ("task_tags", TASK_TAGS_PKEY),
+        ("task_tags", TASK_TAGS_TASK_FKEY),
+        ("task_tags", TASK_TAGS_TAG_FKEY),
+    ];
+
+    /// The typed error for a violated constraint, or `None` for a name todo-db does not know.
+    pub fn classify(name: &str) -> Option<Error> {
+        let v = |field, reason: &str| Some(Error::validation(field, reason));
+        match name {
+            USERS_EMAIL_KEY => Some(Error::Conflict {
+                field: "email",
+                constraint: USERS_EMAIL_KEY,
+            }),
+            USERS_EMAIL_FORMAT => v("email", "must look like name@example.com"),
+            USERS_DISPLAY_NAME_LENGTH => v("display_name", "is longer than 100 characters"),
+            TASKS_PKEY => Some(Error::Conflict {
+                field: "task id",
+                constraint: TASKS_PKEY,
+            }),
+            TASKS_USER_ID_FKEY | TAGS_USER_ID_FKEY => Some(Error::NotFound { entity: "user" }),
+            TASKS_TITLE_TRIMMED => v("title", "must not start or end with white space"),
+            TASKS_TITLE_LENGTH => v("title", "must be 1 to 255 characters"),
+            TASKS_DESCRIPTION_LENGTH => v("description", "must be at most 10000 characters"),
+            TASKS_COMPLETED_AT_MATCHES => {
+                v("completed_at", "is set exactly when the task is completed")
+            }
+            TAGS_PKEY => Some(Error::Conflict {
+                field: "tag id",
+                constraint: TAGS_PKEY,
+            }),
+            TAGS_USER_NAME_KEY => Some(Error::Conflict {
+                field: "tag",
+                constraint: TAGS_USER_NAME_KEY,
+            }),
+            TAGS_NAME_LENGTH => v(
+                "tag",
+                "must be 1 to 50 characters without surrounding white space",
+            ),
+            TAGS_COLOR_FORMAT => v("color", "must be a colour like #1e90ff"),
+            TASK_TAGS_PKEY => Some(Error::Conflict {
+                field: "tag on task",
+                constraint: TASK_TAGS_PKEY,
+            }),
+            TASK_TAGS_TASK_FKEY => Some(Error::NotFound { entity: "task" }),
+            TASK_TAGS_TAG_FKEY => Some(Error::NotFound { entity: "tag" }),
+            _ => None,
+        }
+    }
+}
+
+pub const TABLES: &[&str] = &["users", "tasks", "tags", "task_tags"];
+
+pub const INDEXES: &[&str] = &[
+    "users_pkey",
+    "users_email_key",
+    "tasks_pkey",
+    "tasks_user_id_key",
+    "tasks_user_created_idx",
+    "tasks_user_updated_idx",
+    "tasks_user_due_idx",
+    "tasks_user_priority_idx",
+    "tags_pkey",
+    "tags_user_name_key",
+    "tags_user_id_key",
+    "task_tags_pkey",
+    "task_tags_tag_idx",
+];
+
+pub const TRIGGERS: &[(&str, &str)] = &[
+    ("users", "users_set_updated_at"),
+    ("tasks", "tasks_set_updated_at"),
+];
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub version: i32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationState {
+    Applied,
+    Pending,
+    /// Applied, but the file embedded in this binary differs from what was applied.
+    Modified,
+    /// Applied by a newer todo-db: this binary does not know it.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    pub version: i32,
+    pub name: String,
+    pub state: MigrationState,
+}
+
+/// Creates the roles, then applies pending migrations in one transaction as `todo_owner`.
+/// Refuses to run if an applied migration was modified or the database is newer than this binary.
+pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
+    let pg = |e| Error::from_pg(e, "migrate");
+    client.batch_execute(BOOTSTRAP).await.map_err(pg)?;
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute("set local role todo_owner")
+        .await
+        .map_err(pg)?;
+    tx.batch_execute(LEDGER).await.map_err(pg)?;
+    let status = status_in(&tx).await?;
+    if let Some(bad) = status.iter().find(|s| s.state == MigrationState::Modified) {
+        return Err(Error::Migration(format!(
+            "migration {:04}_{} was changed after it was applied; restore the original file and add a new migration instead",
+            bad.version, bad.name
+        )));
+    }
+    if let Some(newer) = status.iter().find(|s| s.state == MigrationState::Unknown) {
+        return Err(Error::Migration(format!(
+            "the database has migration {:04}_{}, which this todo-db does not know: upgrade todo-db",
+            newer.version, newer.name
+        )));
+    }
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        if status
+            .iter()
+            .any(|s| s.version == m.version && s.state == MigrationState::Applied)
+        {
+            continue;
+        }
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            Error::Migration(format!(
+                "{:04}_{} failed: {}",
+                m.version,
+                m.name,
+                crate::db::error_chain(&e)
+            ))
+        })?;
+        tx.execute(
+            "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
+            &[&m.version, &m.name, &m.checksum()],
+        )
+        .await
+        .map_err(pg)?;
+        applied.push(Applied {
+            version: m.version,
+            name: m.name.to_string(),
+        });
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(applied)
+}
+
+/// Each known and each applied migration with its state. No ledger yet: everything pending.
+pub async fn status(client: &Client) -> Result<Vec<MigrationStatus>> {
+    status_in(client).await
+}
+
+async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<MigrationStatus>> {
+    let pg = |e| Error::from_pg(e, "migration status");
+    let exists: bool = client
+        .query_one(
+            "select to_regclass('public.todo_db_migrations') is not null",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let rows = if exists {
+        client
+            .query(
+                "select version, name, checksum from todo_db_migrations order by version",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<MigrationStatus> = MIGRATIONS
+        .iter()
+        .map(|m| {
+            let state = match rows.iter().find(|r| r.get::<_, i32>(0) == m.version) {
+                None => MigrationState::Pending,
+                Some(r) if r.get::<_, String>(2) == m.checksum() => MigrationState::Applied,
+                Some(_) => MigrationState::Modified,
+            };
+            MigrationStatus {
+                version: m.version,
+                name: m.name.to_string(),
+                state,
+            }
+        })
+        .collect();
+    for r in &rows {
+        let v: i32 = r.get(0);
+        if !MIGRATIONS.iter().any(|m| m.version == v) {
+            out.push(MigrationStatus {
+                version: v,
+                name: r.get(1),
+                state: MigrationState::Unknown,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Drops every todo-db object in this database (the roles, shared by the cluster, stay).
+pub async fn drop_all(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "drop owned by todo_owner, todo_app cascade; drop table if exists todo_db_migrations",
+        )
+        .await
+        .map_err(|e| Error::from_pg(e, "reset"))
+}
+
+/// The objects `drop_all` would remove, for `reset --dry-run`.
+pub async fn owned_objects(client: &Client) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "select c.relkind::text || ' ' || c.relname from pg_class c \
+             join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = 'public' and pg_get_userbyid(c.relowner) = 'todo_owner' and c.relkind in ('r','v','m') \
+             order by c.relname",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::from_pg(e, "reset"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let s: String = r.get(0);
+            s.replacen("r ", "table ", 1)
+                .replacen("v ", "view ", 1)
+                .replacen("m ", "materialized view ", 1)
+        })
+        .collect())
+}
+
+/// Quotes an identifier for the few statements that cannot take parameters (CREATE DATABASE).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

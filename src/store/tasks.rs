@@ -1,0 +1,411 @@
+//! Tasks of one user. Each operation is one statement (or one pipelined batch) in one
+//! transaction: one network round trip.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::db::{Stmt, UserScope};
+use crate::error::{Error, Result};
+use crate::model::{
+    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort,
+    UserId,
+};
+
+/// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
+/// names come along so a task is complete in one round trip.
+macro_rules! task_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".user_id, ",
+            $t,
+            ".title, ",
+            $t,
+            ".description, ",
+            $t,
+            ".priority::text, ",
+            $t,
+            ".completed, ",
+            $t,
+            ".completed_at, ",
+            $t,
+            ".due_at, ",
+            $t,
+            ".created_at, ",
+            $t,
+            ".updated_at, ",
+            "coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt ",
+            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
+            "where tt.user_id = ",
+            $t,
+            ".user_id and tt.task_id = ",
+            $t,
+            ".id), '{}') as tags"
+        )
+    };
+}
+
+pub(crate) fn task_from_row(r: &Row) -> Result<Task> {
+    Ok(Task {
+        id: TaskId(r.get(0)),
+        user_id: UserId(r.get(1)),
+        title: r.get(2),
+        description: r.get(3),
+        priority: r.get::<_, String>(4).parse()?,
+        completed: r.get(5),
+        completed_at: r.get(6),
+        due_at: r.get(7),
+        created_at: r.get(8),
+        updated_at: r.get(9),
+        tags: r.get(10),
+    })
+}
+
+/// The filter part shared by every listing: $1 completed, $2 priority, $3 due before,
+/// $4 due after, $5 tag name, $6 search pattern, $7/$8 cursor key and id, $9 limit.
+macro_rules! list_sql {
+    ($after:literal, $order:literal) => {
+        concat!(
+            "select ",
+            task_columns!("t"),
+            " from tasks t where ",
+            "($1::bool is null or t.completed = $1) ",
+            "and ($2::text is null or t.priority = $2::text::task_priority) ",
+            "and ($3::timestamptz is null or t.due_at < $3) ",
+            "and ($4::timestamptz is null or t.due_at >= $4) ",
+            "and ($5::text is null or exists (select 1 from task_tags tt join tags g ",
+            "on g.user_id = tt.user_id and g.id = tt.tag_id ",
+            "where tt.user_id = t.user_id and tt.task_id = t.id and lower(g.name) = lower($5))) ",
+            "and ($6::text is null or t.title ilike $6 or t.description ilike $6) ",
+            "and ($7::text is null or ",
+            $after,
+            ") ",
+            "order by ",
+            $order,
+            " limit $9"
+        )
+    };
+}
+
+const LIST_CREATED: &str = list_sql!(
+    "(t.created_at, t.id) < ($7::text::timestamptz, $8::uuid)",
+    "t.created_at desc, t.id desc"
+);
+const LIST_UPDATED: &str = list_sql!(
+    "(t.updated_at, t.id) < ($7::text::timestamptz, $8::uuid)",
+    "t.updated_at desc, t.id desc"
+);
+const LIST_DUE: &str = list_sql!(
+    "(coalesce(t.due_at, 'infinity'::timestamptz), t.id) > ($7::text::timestamptz, $8::uuid)",
+    "coalesce(t.due_at, 'infinity'::timestamptz), t.id"
+);
+const LIST_PRIORITY: &str = list_sql!(
+    "(t.priority, t.id) < ($7::text::task_priority, $8::uuid)",
+    "t.priority desc, t.id desc"
+);
+
+const RETURNING: &str = concat!(" returning ", task_columns!("tasks"));
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .expect("timestamps from PostgreSQL format as RFC 3339")
+}
+
+/// `%`, `_` and `\` in a search are literal characters, not LIKE patterns.
+fn like_pattern(search: &str) -> String {
+    let mut p = String::with_capacity(search.len() + 2);
+    p.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+pub struct Tasks<'a> {
+    pub(crate) scope: &'a UserScope,
+}
+
+impl Tasks<'_> {
+    fn user(&self) -> Uuid {
+        self.scope.user_id().0
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id()), err)]
+    pub async fn create(&self, new: &NewTask) -> Result<Task> {
+        const SQL: &str = concat!(
+            "insert into tasks (id, user_id, title, description, priority, due_at) ",
+            "values ($1, $2, $3, $4, $5::text::task_priority, $6) returning ",
+            task_columns!("tasks")
+        );
+        let row = self
+            .scope
+            .query_found(
+                "task",
+                SQL,
+                &[
+                    &new.id.0,
+                    &self.user(),
+                    &new.title.as_str(),
+                    &new.description.as_str(),
+                    &new.priority.as_str(),
+                    &new.due_at,
+                ],
+            )
+            .await?;
+        task_from_row(&row)
+    }
+
+    /// Creates all `tasks` in one statement; all or none.
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), n = tasks.len()), err)]
+    pub async fn create_many(&self, tasks: &[NewTask]) -> Result<u64> {
+        const SQL: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
+             select u.id, $2, u.title, u.description, u.priority::task_priority, u.due_at \
+             from unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+                  as u(id, title, description, priority, due_at)";
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
+        let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+        let descriptions: Vec<&str> = tasks.iter().map(|t| t.description.as_str()).collect();
+        let priorities: Vec<&str> = tasks.iter().map(|t| t.priority.as_str()).collect();
+        let due: Vec<Option<OffsetDateTime>> = tasks.iter().map(|t| t.due_at).collect();
+        let rows = self
+            .scope
+            .pipeline(&[Stmt::new(
+                &format!("with ins as ({SQL} returning 1) select count(*) from ins"),
+                &[
+                    &ids,
+                    &self.user(),
+                    &titles,
+                    &descriptions,
+                    &priorities,
+                    &due,
+                ],
+            )])
+            .await?;
+        Ok(rows[0][0].get::<_, i64>(0) as u64)
+    }
+
+    pub async fn get(&self, id: TaskId) -> Result<Task> {
+        const SQL: &str = concat!(
+            "select ",
+            task_columns!("t"),
+            " from tasks t where t.id = $1"
+        );
+        task_from_row(&self.scope.query_found("task", SQL, &[&id.0]).await?)
+    }
+
+    /// Applies the fields set in `patch`; completing sets `completed_at`, reopening clears it.
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
+    pub async fn update(&self, id: TaskId, patch: &TaskPatch) -> Result<Task> {
+        if patch.is_empty() {
+            return self.get(id).await;
+        }
+        let sql = format!(
+            "update tasks set \
+                title = coalesce($2, title), \
+                description = coalesce($3, description), \
+                priority = coalesce($4::text::task_priority, priority), \
+                due_at = case when $5 then $6 else due_at end, \
+                completed = coalesce($7, completed), \
+                completed_at = case when $7 is null then completed_at \
+                                    when $7 then coalesce(completed_at, now()) else null end \
+             where id = $1{RETURNING}"
+        );
+        let row = self
+            .scope
+            .query_found(
+                "task",
+                &sql,
+                &[
+                    &id.0,
+                    &patch.title.as_ref().map(|t| t.as_str()),
+                    &patch.description.as_ref().map(|d| d.as_str()),
+                    &patch.priority.map(Priority::as_str),
+                    &patch.due_at.is_some(),
+                    &patch.due_at.flatten(),
+                    &patch.completed,
+                ],
+            )
+            .await?;
+        task_from_row(&row)
+    }
+
+    pub async fn complete(&self, id: TaskId) -> Result<Task> {
+        self.update(
+            id,
+            &TaskPatch {
+                completed: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn reopen(&self, id: TaskId) -> Result<Task> {
+        self.update(
+            id,
+            &TaskPatch {
+                completed: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Completes every open task among `ids` in one statement; returns how many changed.
+    pub async fn complete_many(&self, ids: &[TaskId]) -> Result<u64> {
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        let rows = self
+            .scope
+            .query(
+                "with done as (update tasks set completed = true, completed_at = now() \
+                 where id = any($1) and not completed returning 1) select count(*) from done",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows[0].get::<_, i64>(0) as u64)
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
+    pub async fn delete(&self, id: TaskId) -> Result<()> {
+        self.scope
+            .query_found(
+                "task",
+                "delete from tasks where id = $1 returning id",
+                &[&id.0],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One page of tasks matching `filter`, in its sort order.
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id()), err)]
+    pub async fn list(&self, filter: &TaskFilter) -> Result<Page<Task>> {
+        let limit = i64::from(filter.limit.unwrap_or(50));
+        if !(1..=500).contains(&limit) {
+            return Err(Error::validation("limit", "must be between 1 and 500"));
+        }
+        if let Some(c) = &filter.after {
+            if c.sort != filter.sort {
+                return Err(Error::validation(
+                    "cursor",
+                    "belongs to a listing with another sort order",
+                ));
+            }
+        }
+        let sql = match filter.sort {
+            TaskSort::Created => LIST_CREATED,
+            TaskSort::Updated => LIST_UPDATED,
+            TaskSort::Due => LIST_DUE,
+            TaskSort::Priority => LIST_PRIORITY,
+        };
+        let search = filter.search.as_deref().map(like_pattern);
+        let (key, after_id) = match &filter.after {
+            Some(c) => (Some(c.key.as_str()), Some(c.id)),
+            None => (None, None),
+        };
+        let fetch = limit + 1;
+        let rows = self
+            .scope
+            .query(
+                sql,
+                &[
+                    &filter.completed,
+                    &filter.priority.map(Priority::as_str),
+                    &filter.due_before,
+                    &filter.due_after,
+                    &filter.tag.as_deref(),
+                    &search,
+                    &key,
+                    &after_id,
+                    &fetch,
+                ],
+            )
+            .await?;
+        let mut items = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|t| cursor_for(filter.sort, t).encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Attaches tags by name, creating the ones this user does not have yet; returns the task.
+    pub async fn tag(&self, id: TaskId, names: &[TagName]) -> Result<Task> {
+        let names: Vec<&str> = names.iter().map(TagName::as_str).collect();
+        let new_ids: Vec<Uuid> = names.iter().map(|_| TagId::new().0).collect();
+        let attach = "with wanted(name, id) as (select * from unnest($3::text[], $4::uuid[])), \
+             created as (insert into tags (id, user_id, name) select w.id, $1, w.name from wanted w \
+                         on conflict (user_id, lower(name)) do nothing returning id), \
+             chosen as (select id from created union \
+                        select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1) \
+             insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen on conflict do nothing";
+        const GET: &str = concat!(
+            "select ",
+            task_columns!("t"),
+            " from tasks t where t.id = $1"
+        );
+        let user = self.user();
+        let mut rows = self
+            .scope
+            .pipeline(&[
+                Stmt::new(attach, &[&user, &id.0, &names, &new_ids]),
+                Stmt::new(GET, &[&id.0]),
+            ])
+            .await?;
+        let row = rows
+            .pop()
+            .and_then(|r| r.into_iter().next())
+            .ok_or(Error::NotFound { entity: "task" })?;
+        task_from_row(&row)
+    }
+
+    /// Removes a tag (by name) from a task; the tag itself stays.
+    pub async fn untag(&self, id: TaskId, name: &TagName) -> Result<Task> {
+        let detach = "delete from task_tags tt using tags g \
+             where tt.task_id = $1 and g.user_id = tt.user_id and g.id = tt.tag_id and lower(g.name) = lower($2)";
+        const GET: &str = concat!(
+            "select ",
+            task_columns!("t"),
+            " from tasks t where t.id = $1"
+        );
+        let mut rows = self
+            .scope
+            .pipeline(&[
+                Stmt::new(detach, &[&id.0, &name.as_str()]),
+                Stmt::new(GET, &[&id.0]),
+            ])
+            .await?;
+        let row = rows
+            .pop()
+            .and_then(|r| r.into_iter().next())
+            .ok_or(Error::NotFound { entity: "task" })?;
+        task_from_row(&row)
+    }
+}
+
+fn cursor_for(sort: TaskSort, t: &Task) -> Cursor {
+    let key = match sort {
+        TaskSort::Created => rfc3339(t.created_at),
+        TaskSort::Updated => rfc3339(t.updated_at),
+        TaskSort::Due => t
+            .due_at
+            .map(rfc3339)
+            .unwrap_or_else(|| "infinity".to_string()),
+        TaskSort::Priority => t.priority.as_str().to_string(),
+    };
+    Cursor {
+        sort,
+        key,
+        id: t.id.0,
+    }
+}
