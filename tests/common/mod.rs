@@ -1,0 +1,228 @@
+//! Test harness: a real PostgreSQL (DATABASE_URL, or the embedded default under .todo-db/), one
+//! fresh database per test cloned from a migrated template, dropped when the test passes.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use todo_db::db::Target;
+use todo_db::model::{NewUser, UserId};
+use todo_db::{Db, Settings};
+
+/// URL of the test server's maintenance database (`postgres`).
+pub fn server_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(
+        || match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            Some(url) => with_database(&url, "postgres"),
+            None => {
+                let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db");
+                todo_db::local::Cluster::new(home)
+                    .ensure_running_blocking()
+                    .expect("embedded test cluster")
+                    .url_for("postgres")
+            }
+        },
+    )
+    .clone()
+}
+
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("valid URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+pub fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.pool.size = 4;
+    s.pool.overflow = 0;
+    s.pool.acquire_timeout = Duration::from_secs(10);
+    s.pool.connect_retry = Duration::from_secs(5);
+    s
+}
+
+async fn maintenance() -> deadpool_postgres::ClientWrapper {
+    let s = settings();
+    Target::parse(&server_url(), &s.pool, false)
+        .unwrap()
+        .connect(Duration::from_secs(10), Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+/// The migrated template's name changes whenever a migration does.
+fn template_name() -> String {
+    let all: String = todo_db::schema::MIGRATIONS
+        .iter()
+        .map(|m| m.checksum())
+        .collect();
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(all));
+    format!("todo_tmpl_{}", &hex::encode(digest)[..12])
+}
+
+/// Creates the template once per server (serialised across test processes by an advisory lock).
+async fn ensure_template(client: &tokio_postgres::Client) -> String {
+    let name = template_name();
+    client
+        .execute("select pg_advisory_lock(7402)", &[])
+        .await
+        .unwrap();
+    let exists = client
+        .query_opt("select 1 from pg_database where datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        let building = format!("{name}_build");
+        client
+            .batch_execute(&format!("drop database if exists {building}"))
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("create database {building}"))
+            .await
+            .unwrap();
+        {
+            let db = Db::connect_url(&with_database(&server_url(), &building), &settings())
+                .await
+                .unwrap();
+            let mut conn = db.admin().connection().await.unwrap();
+            todo_db::schema::migrate(&mut conn).await.unwrap();
+            drop(conn);
+            db.close();
+        }
+        client
+            .batch_execute(&format!("alter database {building} rename to {name}"))
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("alter database {name} is_template true"))
+            .await
+            .unwrap();
+    }
+    client
+        .execute("select pg_advisory_unlock(7402)", &[])
+        .await
+        .unwrap();
+    name
+}
+
+/// A fresh, migrated database for one test.
+pub struct TestDb {
+    pub db: Db,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        Self::with_settings(settings()).await
+    }
+
+    pub async fn with_settings(s: Settings) -> TestDb {
+        let client = maintenance().await;
+        let template = ensure_template(&client).await;
+        let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
+        client
+            .batch_execute(&format!("create database {name} template {template}"))
+            .await
+            .unwrap();
+        let url = with_database(&server_url(), &name);
+        let db = Db::connect_url(&url, &s).await.unwrap();
+        TestDb { db, name, url }
+    }
+
+    pub async fn user(&self, email: &str) -> UserId {
+        self.db
+            .admin()
+            .users()
+            .create(&NewUser::new(email, "Test User").unwrap())
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.db.close();
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed; its database {} is kept for inspection",
+                self.name
+            );
+            return;
+        }
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let c = maintenance().await;
+                let _ = c
+                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A TCP proxy that counts client-to-server flights: a flight starts whenever the client sends
+/// after the server has answered (or at the start). One flight per operation = one round trip.
+pub struct FlightCounter {
+    pub port: u16,
+    flights: Arc<AtomicUsize>,
+}
+
+impl FlightCounter {
+    pub async fn start(upstream: (String, u16)) -> FlightCounter {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let flights = Arc::new(AtomicUsize::new(0));
+        let counter = flights.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect((upstream.0.as_str(), upstream.1))
+                    .await
+                    .unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                // true while the last bytes seen went server -> client
+                let answered = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let (a1, a2, c1) = (answered.clone(), answered, counter.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if a1.swap(false, Ordering::SeqCst) {
+                            c1.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        a2.store(true, Ordering::SeqCst);
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        FlightCounter { port, flights }
+    }
+
+    pub fn take(&self) -> usize {
+        self.flights.swap(0, Ordering::SeqCst)
+    }
+}
