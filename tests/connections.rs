@@ -1,0 +1,287 @@
+//! Connections: one round trip per operation, cancellation safety, reconnects, TLS, secrets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{server_url, settings, with_database, FlightCounter, TestDb};
+use todo_db::db::Target;
+use todo_db::model::{NewTask, TaskFilter};
+use todo_db::{Db, Error};
+
+#[tokio::test]
+async fn a_user_scoped_create_or_list_is_one_network_round_trip() {
+    let t = TestDb::new().await;
+    let u = t.user("rtt@example.com").await;
+    let target = t.db.target().clone();
+    let proxy = FlightCounter::start((target.host.clone(), target.port)).await;
+    let mut url = url::Url::parse(&t.url).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    let mut query: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+        .collect();
+    query.push(("sslmode".into(), "disable".into()));
+    url.query_pairs_mut().clear().extend_pairs(query);
+    let mut s = settings();
+    s.pool.size = 1;
+    let db = Db::connect_url(url.as_str(), &s).await.unwrap();
+    let scope = db.user(u);
+    // Warm up: the first use of each statement on a connection prepares it.
+    scope
+        .tasks()
+        .create(&NewTask::new("warm").unwrap())
+        .await
+        .unwrap();
+    scope.tasks().list(&TaskFilter::default()).await.unwrap();
+    proxy.take();
+
+    scope
+        .tasks()
+        .create(&NewTask::new("counted").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.take(),
+        1,
+        "create: BEGIN, identity, INSERT, COMMIT in one flight"
+    );
+    let page = scope.tasks().list(&TaskFilter::default()).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(proxy.take(), 1, "list: one flight");
+
+    // The same four statements awaited one by one take four flights: the counter can tell.
+    let conn = db.admin().connection().await.unwrap();
+    proxy.take();
+    for sql in [
+        "begin",
+        "select set_config('app.user_id', 'x', true)",
+        "select 1",
+        "commit",
+    ] {
+        conn.simple_query(sql).await.unwrap();
+    }
+    assert_eq!(proxy.take(), 4);
+}
+
+#[tokio::test]
+async fn a_cancelled_operation_never_leaves_its_connection_inside_a_transaction() {
+    let mut s = settings();
+    s.pool.size = 1;
+    let t = TestDb::with_settings(s).await;
+    let (a, b) = (
+        t.user("ca@example.com").await,
+        t.user("cb@example.com").await,
+    );
+    t.db.user(a)
+        .tasks()
+        .create(&NewTask::new("a's").unwrap())
+        .await
+        .unwrap();
+    t.db.user(b)
+        .tasks()
+        .create(&NewTask::new("b's").unwrap())
+        .await
+        .unwrap();
+    let mut cancelled = 0;
+    for i in 0..400u64 {
+        let (me, other) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        let scope = t.db.user(me);
+        let deadline = Duration::from_micros((i * 37) % 3000);
+        match tokio::time::timeout(deadline, scope.tasks().list(&TaskFilter::default())).await {
+            Err(_) => cancelled += 1,
+            Ok(r) => {
+                let page = r.unwrap();
+                assert_eq!(page.items.len(), 1);
+                assert!(
+                    page.items
+                        .iter()
+                        .all(|t| t.user_id == me && t.user_id != other),
+                    "never another user's rows"
+                );
+            }
+        }
+        let state = t.db.admin().query("select count(*) from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'", &[]).await;
+        assert_eq!(
+            state.unwrap()[0].get::<_, i64>(0),
+            0,
+            "no connection left inside a transaction"
+        );
+    }
+    assert!(cancelled > 0, "some operations were cancelled mid-flight");
+}
+
+#[tokio::test]
+async fn pooled_connections_killed_by_the_server_are_replaced() {
+    let t = TestDb::new().await;
+    let u = t.user("kill@example.com").await;
+    let scope = t.db.user(u);
+    scope
+        .tasks()
+        .create(&NewTask::new("before").unwrap())
+        .await
+        .unwrap();
+    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings())
+        .await
+        .unwrap();
+    let killed = killer
+        .admin()
+        .query("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()) k", &[&t.name])
+        .await
+        .unwrap();
+    assert!(killed[0].get::<_, i64>(0) >= 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first use of a dead connection may fail as retryable; nothing else does.
+    let mut ok = 0;
+    for _ in 0..5 {
+        match scope.tasks().list(&TaskFilter::default()).await {
+            Ok(p) => {
+                assert_eq!(p.items.len(), 1);
+                ok += 1;
+            }
+            Err(e) => assert!(
+                e.is_retryable(),
+                "a broken connection is a retryable error: {e:?}"
+            ),
+        }
+    }
+    assert!(ok >= 4, "the pool replaced the dead connections");
+}
+
+#[tokio::test]
+async fn tls_require_encrypts_and_verify_full_with_the_wrong_root_fails_clearly() {
+    let t = TestDb::new().await;
+    let mut url = url::Url::parse(&t.url).unwrap();
+    let keep: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(keep.clone())
+        .append_pair("sslmode", "require");
+    let db = Db::connect_url(url.as_str(), &settings()).await.unwrap();
+    let ssl = db
+        .admin()
+        .query(
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(ssl[0].get::<_, bool>(0), "sslmode=require is encrypted");
+
+    // A CA that did not sign the server's certificate.
+    let dir = std::env::temp_dir().join(format!("todo-db-wrong-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let wrong = dir.join("wrong-ca.crt");
+    std::fs::write(&wrong, params.self_signed(&key).unwrap().pem()).unwrap();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(keep)
+        .append_pair("sslmode", "verify-full")
+        .append_pair("sslrootcert", wrong.to_str().unwrap());
+    let mut s = settings();
+    s.pool.connect_retry = Duration::from_millis(200);
+    let err = Db::connect_url(url.as_str(), &s)
+        .await
+        .err()
+        .expect("verify-full with the wrong root must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("TLS") && msg.contains("verify-full") && msg.contains("wrong-ca.crt"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn no_password_appears_in_connection_errors() {
+    let password = "s3cr3t-P4ssw0rd-never-shown";
+    let base = url::Url::parse(&server_url()).unwrap();
+    let mut s = settings();
+    s.pool.connect_retry = Duration::from_millis(100);
+    s.pool.connect_timeout = Duration::from_secs(2);
+    let mut urls = Vec::new();
+    let mut wrong_pw = base.clone();
+    wrong_pw.set_username("nobody_here").unwrap();
+    wrong_pw.set_password(Some(password)).unwrap();
+    urls.push(wrong_pw.to_string());
+    let mut wrong_db = base.clone();
+    wrong_db.set_password(Some(password)).unwrap();
+    wrong_db.set_path("/no_such_database_here");
+    urls.push(wrong_db.to_string());
+    urls.push(format!(
+        "postgresql://user:{password}@127.0.0.1:1/db?sslmode=disable"
+    ));
+    urls.push(format!(
+        "postgresql://user:{password}@db.example.com/db?sslmode=disable"
+    ));
+    urls.push(format!(
+        "postgresql://user:{password}@127.0.0.1/db?sslmode=bogus"
+    ));
+    for url in urls {
+        let err = Db::connect_url(&url, &s).await.err().expect("must fail");
+        let shown = format!(
+            "{err} / {err:?} / {}",
+            todo_db::db::Target::parse(&url, &s.pool, false)
+                .map(|t| format!("{t:?}"))
+                .unwrap_or_default()
+        );
+        assert!(!shown.contains(password), "password leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn sslmode_disable_to_a_remote_host_is_refused_unless_allowed() {
+    let s = settings();
+    let err = Target::parse(
+        "postgresql://u:p@db.example.com/x?sslmode=disable",
+        &s.pool,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Config(ref m) if m.contains("TODO_DB_ALLOW_INSECURE")));
+    assert!(Target::parse(
+        "postgresql://u:p@db.example.com/x?sslmode=disable",
+        &s.pool,
+        true
+    )
+    .is_ok());
+    assert!(Target::parse(
+        "postgresql://u:p@127.0.0.1/x?sslmode=disable",
+        &s.pool,
+        false
+    )
+    .is_ok());
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_busy_after_the_acquire_timeout() {
+    let mut s = settings();
+    s.pool.size = 1;
+    s.pool.acquire_timeout = Duration::from_millis(200);
+    let t = TestDb::with_settings(s).await;
+    let held = t.db.admin().connection().await.unwrap();
+    let u = todo_db::model::UserId::new();
+    let err =
+        t.db.user(u)
+            .tasks()
+            .list(&TaskFilter::default())
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    drop(held);
+    assert!(
+        t.db.user(u)
+            .tasks()
+            .list(&TaskFilter::default())
+            .await
+            .is_ok(),
+        "recovers when the connection returns"
+    );
+}
