@@ -148,7 +148,7 @@ async fn listing_filters_sorts_and_pages_with_a_stable_cursor() {
         };
         loop {
             let page = s.tasks().list(&filter).await.unwrap();
-            seen.extend(page.items.iter().map(|t| t.clone()));
+            seen.extend(page.items.iter().cloned());
             match page.next {
                 Some(c) => filter.after = Some(Cursor::decode(&c).unwrap()),
                 None => break,

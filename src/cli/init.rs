@@ -112,9 +112,12 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
     Ok(true)
 }
 
+/// A demo account: email, display name, and tasks (title, priority, tags).
+type DemoUser = (&'static str, &'static str, &'static [(&'static str, Priority, &'static [&'static str])]);
+
 /// Demo accounts for trying todo-db by hand.
 async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
-    let demo: [(&str, &str, &[(&str, Priority, &[&str])]); 2] = [
+    let demo: [DemoUser; 2] = [
         (
             "alice@example.com",
             "Alice",
