@@ -113,7 +113,11 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
 }
 
 /// A demo account: email, display name, and tasks (title, priority, tags).
-type DemoUser = (&'static str, &'static str, &'static [(&'static str, Priority, &'static [&'static str])]);
+type DemoUser = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, Priority, &'static [&'static str])],
+);
 
 /// Demo accounts for trying todo-db by hand.
 async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {

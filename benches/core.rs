@@ -1,0 +1,219 @@
+//! Core-operation benchmark: todo-db's user-scoped operations next to pgbench running the same
+//! SQL against the same database in the same run, printed as ratios.
+//!
+//! `cargo bench --bench core` (DATABASE_URL, or the embedded default). Knobs: BENCH_USERS (2000),
+//! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use todo_db::model::{NewTask, TaskFilter, UserId};
+use todo_db::{Db, Settings};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("valid URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
+    t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
+    join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}')";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let users = env_or("BENCH_USERS", 2000);
+    let per_user = env_or("BENCH_TASKS", 100);
+    let seconds = env_or("BENCH_SECONDS", 5);
+    let clients = env_or("BENCH_CLIENTS", 8);
+    let server = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(u) => u,
+        None => todo_db::local::Cluster::new(".todo-db")
+            .ensure_running()
+            .await?
+            .url(),
+    };
+    let mut settings = Settings::default();
+    settings.pool.size = clients as usize;
+    settings.pool.overflow = 0;
+
+    // A fresh, migrated, seeded database.
+    let maint = Db::connect_url(&with_database(&server, "postgres"), &settings).await?;
+    maint
+        .admin()
+        .batch("drop database if exists todo_bench with (force)")
+        .await?;
+    maint.admin().batch("create database todo_bench").await?;
+    let url = with_database(&server, "todo_bench");
+    let db = Db::connect_url(&url, &settings).await?;
+    todo_db::schema::migrate(&mut *db.admin().connection().await?).await?;
+    let ids: Vec<uuid::Uuid> = (0..users).map(|_| UserId::new().0).collect();
+    let started = Instant::now();
+    db.admin()
+        .query(
+            "insert into users (id, email) select id, 'bench' || n || '@example.com' from unnest($1::uuid[]) with ordinality as u(id, n)",
+            &[&ids],
+        )
+        .await?;
+    db.admin()
+        .batch(&format!(
+            "insert into tasks (id, user_id, title, priority, completed, completed_at, due_at, created_at) \
+             select gen_random_uuid(), u.id, 'task ' || g, (array['low','medium','high','urgent'])[1 + g % 4]::task_priority, \
+                    g % 10 < 6, case when g % 10 < 6 then now() end, now() + (g % 30 - 10) * interval '1 day', \
+                    now() - g * interval '1 minute' \
+             from users u, generate_series(1, {per_user}) g; \
+             create table bench_users as select row_number() over (order by id) as n, id from users; \
+             alter table bench_users add primary key (n); analyze"
+        ))
+        .await?;
+    println!(
+        "seeded {users} users x {per_user} tasks in {:.1}s; {clients} clients, {seconds}s per scenario",
+        started.elapsed().as_secs_f64()
+    );
+
+    let list = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
+        scope
+            .tasks()
+            .list(&TaskFilter {
+                completed: Some(false),
+                limit: Some(20),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let create = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
+        scope
+            .tasks()
+            .create(&NewTask::new("benchmark task").expect("valid"))
+            .await
+            .map(|_| ())
+    })
+    .await;
+
+    let identity = "select set_config('role', 'todo_app', true), set_config('app.user_id', id::text, true), \
+                    set_config('statement_timeout', '30000ms', true) from bench_users where n = :n;";
+    let list_sql = format!(
+        "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
+    );
+    let create_sql = "insert into tasks (id, user_id, title) select gen_random_uuid(), id, 'benchmark task' from bench_users where n = :n;";
+    let pipelined = |sql: &str| {
+        format!("\\set n random(1, {users})\n\\startpipeline\nbegin;\n{identity}\n{sql}\ncommit;\n\\endpipeline\n")
+    };
+    let bare_list = format!(
+        "\\set n random(1, {users})\nselect {TASK_COLUMNS} from tasks t where t.user_id = (select id from bench_users where n = :n) \
+         and t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
+    );
+    let pg_list = pgbench(&url, &pipelined(&list_sql), clients, seconds)?;
+    let pg_create = pgbench(&url, &pipelined(create_sql), clients, seconds)?;
+    let pg_bare = pgbench(&url, &bare_list, clients, seconds)?;
+
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>7}",
+        "operation", "todo-db/s", "pgbench/s", "ratio"
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+        "list 20 open tasks (pipelined, RLS)",
+        list,
+        pg_list,
+        list / pg_list
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+        "create a task (pipelined, RLS)",
+        create,
+        pg_create,
+        create / pg_create
+    );
+    println!(
+        "{:<44} {:>10} {:>10.0} {:>7.2}",
+        "list vs pgbench bare query (no tx, no RLS)",
+        "",
+        pg_bare,
+        list / pg_bare
+    );
+    maint
+        .admin()
+        .batch("drop database if exists todo_bench with (force)")
+        .await
+        .ok();
+    Ok(())
+}
+
+/// Closed loop: `clients` workers, each doing `op` for a random user until time is up.
+async fn run_todo_db<F, Fut>(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, op: F) -> f64
+where
+    F: Fn(todo_db::UserScope) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = todo_db::Result<()>> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let ids = Arc::new(ids.to_vec());
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (db, ids, done) = (db.clone(), ids.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let user = ids[rand::thread_rng().gen_range(0..ids.len())];
+                    op(db.user(UserId(user))).await.expect("operation succeeds");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    done.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+/// Runs pgbench (-M prepared) with `script` and returns its transactions per second.
+fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::Result<f64> {
+    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
+    let file = std::env::temp_dir().join(format!("todo-db-bench-{}.sql", std::process::id()));
+    std::fs::write(&file, script)?;
+    let out = Command::new(&bin)
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&file)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    Ok(tps)
+}
