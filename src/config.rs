@@ -126,6 +126,7 @@ pub struct Settings {
     /// `TODO_DB_ALLOW_INSECURE`: permit `sslmode=disable` to a host that is not local.
     pub allow_insecure: bool,
     pub pool: PoolSettings,
+    pub lockout: crate::security::LockoutPolicy,
 }
 
 /// Every environment variable todo-db reads, with its meaning (used by `--help` and the docs).
@@ -223,6 +224,12 @@ impl Settings {
         dur("TODO_DB_OVERFLOW_IDLE", &mut pool.overflow_idle)?;
         dur("TODO_DB_STATEMENT_TIMEOUT", &mut pool.statement_timeout)?;
         dur("TODO_DB_KEEPALIVE_IDLE", &mut pool.keepalive_idle)?;
+        let mut lockout = crate::security::LockoutPolicy::default();
+        let mut max_failures = lockout.max_failures as usize;
+        count("TODO_DB_LOCKOUT_MAX_FAILURES", &mut max_failures)?;
+        lockout.max_failures = max_failures.max(1) as i64;
+        dur("TODO_DB_LOCKOUT_WINDOW", &mut lockout.window)?;
+        dur("TODO_DB_LOCKOUT_COOLDOWN", &mut lockout.cooldown)?;
         let settings = Settings {
             database_url: url("DATABASE_URL"),
             direct_url: url("DATABASE_DIRECT_URL"),
@@ -233,6 +240,7 @@ impl Settings {
             allow_insecure: get("TODO_DB_ALLOW_INSECURE")
                 .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
             pool,
+            lockout,
         };
         settings.validate()?;
         Ok(settings)

@@ -27,6 +27,18 @@ pub enum Error {
         constraint: &'static str,
     },
 
+    /// Unknown email or wrong password: deliberately the same error for both.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+
+    /// Too many failed logins: this account's logins are refused until the cool-down ends.
+    #[error("account temporarily locked after repeated failed logins; try again after {until}")]
+    Locked { until: time::OffsetDateTime },
+
+    /// A token that is unknown, expired or revoked.
+    #[error("invalid, expired or revoked token")]
+    Unauthorized,
+
     /// The server could not be reached or the connection broke; safe to retry a read.
     #[error("database unavailable at {target}: {reason}")]
     Unavailable {
@@ -51,6 +63,10 @@ pub enum Error {
     /// The embedded local PostgreSQL could not be found, created, started or stopped.
     #[error("local database: {0}")]
     Local(String),
+
+    /// A bug in todo-db itself (a statement and its parameters disagree); nothing was sent.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// Any other error reported by the server, with its SQLSTATE.
     #[error("database error {code} at {target}: {message}")]

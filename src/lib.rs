@@ -12,6 +12,7 @@ pub mod error;
 pub mod local;
 pub mod model;
 pub mod schema;
+pub mod security;
 pub mod store;
 pub mod verify;
 

@@ -20,11 +20,18 @@ impl Migration {
     }
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sql: include_str!("../migrations/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: include_str!("../migrations/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "security",
+        sql: include_str!("../migrations/0002_security.sql"),
+    },
+];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
 /// act as them. Idempotent; safe to run concurrently.
@@ -79,6 +86,10 @@ pub mod constraints {
     pub const TASK_TAGS_PKEY: &str = "task_tags_pkey";
     pub const TASK_TAGS_TASK_FKEY: &str = "task_tags_task_fkey";
     pub const TASK_TAGS_TAG_FKEY: &str = "task_tags_tag_fkey";
+    pub const API_TOKENS_PURPOSE_LENGTH: &str = "api_tokens_purpose_length";
+    pub const API_TOKENS_HASH_KEY: &str = "api_tokens_hash_key";
+    pub const API_TOKENS_EXPIRY: &str = "api_tokens_expiry_after_creation";
+    pub const SECURITY_EVENTS_KIND_KNOWN: &str = "security_events_kind_known";
 
     /// Every named constraint `verify` expects, with its table.
     pub const ALL: &[(&str, &str)] = &[
@@ -98,6 +109,13 @@ pub mod constraints {
         ("task_tags", TASK_TAGS_PKEY),
         ("task_tags", TASK_TAGS_TASK_FKEY),
         ("task_tags", TASK_TAGS_TAG_FKEY),
+        ("api_tokens", "api_tokens_pkey"),
+        ("api_tokens", API_TOKENS_PURPOSE_LENGTH),
+        ("api_tokens", "api_tokens_hash_length"),
+        ("api_tokens", API_TOKENS_EXPIRY),
+        ("security_events", "security_events_pkey"),
+        ("security_events", SECURITY_EVENTS_KIND_KNOWN),
+        ("security_events", "security_events_user_agent_length"),
     ];
 
     /// The typed error for a violated constraint, or `None` for a name todo-db does not know.
@@ -140,12 +158,30 @@ pub mod constraints {
             }),
             TASK_TAGS_TASK_FKEY => Some(Error::NotFound { entity: "task" }),
             TASK_TAGS_TAG_FKEY => Some(Error::NotFound { entity: "tag" }),
+            API_TOKENS_PURPOSE_LENGTH => v(
+                "purpose",
+                "must be 1 to 100 characters without surrounding white space",
+            ),
+            API_TOKENS_HASH_KEY => Some(Error::Conflict {
+                field: "token",
+                constraint: API_TOKENS_HASH_KEY,
+            }),
+            API_TOKENS_EXPIRY => v("expires_at", "must be in the future"),
+            SECURITY_EVENTS_KIND_KNOWN => v("kind", "is not a known security event kind"),
             _ => None,
         }
     }
 }
 
-pub const TABLES: &[&str] = &["users", "tasks", "tags", "task_tags"];
+/// Every table holding user data: RLS enabled and forced on each.
+pub const TABLES: &[&str] = &[
+    "users",
+    "tasks",
+    "tags",
+    "task_tags",
+    "api_tokens",
+    "security_events",
+];
 
 pub const INDEXES: &[&str] = &[
     "users_pkey",
@@ -161,6 +197,14 @@ pub const INDEXES: &[&str] = &[
     "tags_user_id_key",
     "task_tags_pkey",
     "task_tags_tag_idx",
+    "api_tokens_pkey",
+    "api_tokens_hash_key",
+    "api_tokens_user_idx",
+    "api_tokens_expires_idx",
+    "security_events_pkey",
+    "security_events_user_idx",
+    "security_events_kind_idx",
+    "security_events_at_idx",
 ];
 
 pub const TRIGGERS: &[(&str, &str)] = &[

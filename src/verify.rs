@@ -17,7 +17,7 @@ pub enum State {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Component {
-    /// connection, server, migration, role, table, rls, constraint, index, trigger
+    /// connection, server, migration, role, table, rls, constraint, index, trigger, security
     pub kind: &'static str,
     pub name: String,
     pub status: State,
@@ -239,6 +239,15 @@ pub async fn verify(db: &Db) -> Result<Report> {
             } else {
                 format!("missing or disabled on {table}")
             },
+        ));
+    }
+
+    for f in crate::security::posture::check(db).await? {
+        out.push(component(
+            "security",
+            format!("{}: {}", f.object, f.check),
+            f.ok,
+            f.detail,
         ));
     }
 

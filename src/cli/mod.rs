@@ -2,6 +2,7 @@
 
 mod init;
 mod local;
+mod security;
 mod verify;
 
 use std::process::ExitCode;
@@ -106,6 +107,8 @@ enum Command {
     Migrate(init::MigrateArgs),
     /// The embedded local PostgreSQL cluster used when DATABASE_URL is unset.
     Local(local::LocalArgs),
+    /// Security: posture check, the security event log, token clean-up.
+    Security(security::SecurityArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -116,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(a) => a.run(&settings).await,
         Command::Migrate(a) => a.run(&settings).await,
         Command::Local(a) => a.run(&settings).await,
+        Command::Security(a) => a.run(&settings).await,
     }
 }
 

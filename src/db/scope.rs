@@ -10,13 +10,19 @@
 //! messages when its future is first polled, so polling the futures together (`join!`) sends them
 //! back to back and reads the answers together: one network round trip. A failing statement
 //! aborts the transaction, and the COMMIT after it is answered as a rollback.
+//!
+//! Cancellation: all of BEGIN .. COMMIT is queued on the connection in the single poll that
+//! starts the `join!` (no await point between the sends), and a connection serves its queue in
+//! order. So if the caller's future is dropped at any point, the connection can go back to the
+//! pool: whatever the next user sends is served only after this transaction's COMMIT (or, if a
+//! statement failed, its rollback), and the identity is transaction-local. No transaction is ever
+//! left half-sent, because parameters are checked before anything of it is sent.
 
-use deadpool::managed::Object;
 use futures_util::future::{join_all, try_join_all};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{Conn, Db};
+use super::Db;
 use crate::error::{Error, Result};
 use crate::model::UserId;
 
@@ -67,21 +73,22 @@ impl UserScope {
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
         let conn = self.db.acquire().await?;
-        // Until every answer is read, a drop (a cancelled future, a timeout) must not return the
-        // connection to the pool: it could still be inside this transaction. The guard detaches
-        // and closes it instead; the server then rolls the transaction back.
-        let mut guard = InFlight(Some(conn));
-        let client = guard.client();
+        let client: &deadpool_postgres::ClientWrapper = &conn;
 
         let prepared = try_join_all(
-            [("begin", None), (IDENTITY, None), ("commit", None)]
+            ["begin", IDENTITY, "commit"]
                 .into_iter()
-                .chain(stmts.iter().map(|s| (s.sql, Some(()))))
-                .map(|(sql, _)| client.prepare_cached(sql)),
+                .chain(stmts.iter().map(|s| s.sql))
+                .map(|sql| client.prepare_cached(sql)),
         )
         .await
         .map_err(|e| self.db.map_err(e))?;
         let (begin, identity, commit) = (&prepared[0], &prepared[1], &prepared[2]);
+        // Every parameter is encoded once before anything is sent: a statement the driver refused
+        // to send would otherwise leave its neighbours, COMMIT included, to run without it.
+        for (st, s) in prepared[3..].iter().zip(stmts) {
+            check_params(st, s)?;
+        }
 
         let user = self.user.0.to_string();
         let ident_params: [&(dyn ToSql + Sync); 2] = [&user, &self.statement_timeout];
@@ -96,7 +103,6 @@ impl UserScope {
             ),
             client.execute(commit, &[]),
         );
-        guard.release();
 
         began.map_err(|e| self.db.map_err(e))?;
         ident.map_err(|e| self.db.map_err(e))?;
@@ -135,24 +141,26 @@ impl UserScope {
     }
 }
 
-struct InFlight(Option<Conn>);
-
-impl InFlight {
-    fn client(&self) -> &deadpool_postgres::ClientWrapper {
-        self.0.as_ref().expect("connection present until release")
+fn check_params(st: &tokio_postgres::Statement, s: &Stmt<'_>) -> Result<()> {
+    let types = st.params();
+    if types.len() != s.params.len() {
+        return Err(Error::Internal(format!(
+            "statement expects {} parameters, {} given: {}",
+            types.len(),
+            s.params.len(),
+            s.sql
+        )));
     }
-
-    /// Every answer was read: the connection is idle again and may go back to the pool.
-    fn release(&mut self) {
-        self.0.take();
+    let mut buf = bytes::BytesMut::new();
+    for (i, (ty, p)) in types.iter().zip(s.params).enumerate() {
+        buf.clear();
+        p.to_sql_checked(ty, &mut buf).map_err(|e| {
+            Error::Internal(format!(
+                "parameter ${} ({ty}) cannot be sent: {e}: {}",
+                i + 1,
+                s.sql
+            ))
+        })?;
     }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            tracing::debug!("operation dropped mid-flight; discarding its connection");
-            drop(Object::take(conn));
-        }
-    }
+    Ok(())
 }

@@ -1,0 +1,66 @@
+-- todo-db security: API tokens, the security event log, and account lockout.
+
+-- Lockout: set when too many logins failed within the window; logins are refused until then.
+alter table users add column locked_until timestamptz;
+
+-- API tokens. Only a SHA-256 digest of the token is stored; the token is shown once, at issue.
+create table api_tokens (
+    id            uuid primary key,
+    user_id       uuid not null references users (id) on delete cascade,
+    purpose       text not null,
+    token_hash    bytea not null,
+    created_at    timestamptz not null default now(),
+    expires_at    timestamptz not null,
+    revoked_at    timestamptz,
+    last_used_at  timestamptz,
+    constraint api_tokens_purpose_length check (char_length(purpose) between 1 and 100 and purpose = btrim(purpose)),
+    constraint api_tokens_hash_length check (octet_length(token_hash) = 32),
+    constraint api_tokens_expiry_after_creation check (expires_at > created_at)
+);
+create unique index api_tokens_hash_key on api_tokens (token_hash);
+create index api_tokens_user_idx on api_tokens (user_id, created_at);
+create index api_tokens_expires_idx on api_tokens (expires_at);
+
+-- Security events: logins, lockouts, tokens, password changes, denied access. A user's events
+-- outlive the account (user_id set null) so that an investigation still sees them.
+create table security_events (
+    id           uuid primary key,
+    user_id      uuid references users (id) on delete set null,
+    kind         text not null,
+    at           timestamptz not null default now(),
+    client_addr  inet,
+    user_agent   text,
+    details      jsonb not null default '{}',
+    constraint security_events_kind_known check (kind in (
+        'login_success', 'login_failure', 'login_refused_locked', 'lockout',
+        'token_issued', 'token_used', 'token_revoked', 'token_rejected',
+        'password_changed', 'access_denied')),
+    constraint security_events_user_agent_length check (char_length(user_agent) <= 512)
+);
+create index security_events_user_idx on security_events (user_id, at);
+create index security_events_kind_idx on security_events (kind, at);
+create index security_events_at_idx on security_events (at);
+
+alter table api_tokens enable row level security;
+alter table api_tokens force row level security;
+create policy api_tokens_select on api_tokens for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy api_tokens_insert on api_tokens for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy api_tokens_update on api_tokens for update to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy api_tokens_delete on api_tokens for delete to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+alter table security_events enable row level security;
+alter table security_events force row level security;
+create policy security_events_select on security_events for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+create policy security_events_insert on security_events for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+
+-- Tokens: a user lists, issues and revokes their own. Events: a user reads their own and the app
+-- may record events about the current user; nobody but the owner changes or deletes them.
+grant select, insert, update, delete on api_tokens to todo_app;
+grant select, insert on security_events to todo_app;
