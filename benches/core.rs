@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use todo_db::db::Stmt;
 use todo_db::model::{NewTask, TaskFilter, UserId};
 use todo_db::{Db, Settings};
 
@@ -161,6 +162,57 @@ async fn main() -> anyhow::Result<()> {
         pg_bare,
         list / pg_bare
     );
+    // RLS overhead: the same operations with and without identity and RLS, alternated in short
+    // rounds so that drift on a shared machine hits both sides alike.
+    let rounds = env_or("BENCH_RLS_ROUNDS", 4);
+    let slice = seconds.div_ceil(2).max(1);
+    let (mut list_rls, mut list_plain, mut create_rls, mut create_plain) = (0.0, 0.0, 0.0, 0.0);
+    for _ in 0..rounds {
+        list_rls += run_todo_db(&db, &ids, clients, slice, |scope| async move {
+            scope
+                .tasks()
+                .list(&TaskFilter {
+                    completed: Some(false),
+                    limit: Some(20),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+        })
+        .await;
+        list_plain += run_without_rls(&db, &ids, clients, slice, false).await;
+    }
+    for _ in 0..rounds {
+        create_rls += run_todo_db(&db, &ids, clients, slice, |scope| async move {
+            scope
+                .tasks()
+                .create(&NewTask::new("benchmark task").expect("valid"))
+                .await
+                .map(|_| ())
+        })
+        .await;
+        create_plain += run_without_rls(&db, &ids, clients, slice, true).await;
+    }
+    let n = rounds as f64;
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>7}",
+        "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio"
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+        "list 20 open tasks",
+        list_rls / n,
+        list_plain / n,
+        list_rls / list_plain
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+        "create a task",
+        create_rls / n,
+        create_plain / n,
+        create_rls / create_plain
+    );
     if std::env::var_os("BENCH_KEEP").is_none() {
         maint
             .admin()
@@ -169,6 +221,55 @@ async fn main() -> anyhow::Result<()> {
             .ok();
     }
     Ok(())
+}
+
+/// The same operations as todo-db's, pipelined the same way (BEGIN, statement, COMMIT, one
+/// flight), but as the owner login with an explicit `user_id` filter: no identity statement and
+/// no row-level security. The difference to todo-db is the cost of RLS.
+async fn run_without_rls(
+    db: &Db,
+    ids: &[uuid::Uuid],
+    clients: u64,
+    seconds: u64,
+    create: bool,
+) -> f64 {
+    const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
+        t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
+        join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
+        from tasks t where t.user_id = $1 and t.completed = $2 order by t.created_at desc, t.id desc limit $3";
+    const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
+        values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
+        completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let ids = Arc::new(ids.to_vec());
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (admin, ids, done) = (db.admin(), ids.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let user = ids[rand::thread_rng().gen_range(0..ids.len())];
+                    let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
+                    let (limit, open) = (21i64, false);
+                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if create {
+                        vec![&id, &user, &"benchmark task", &"", &"medium", &none]
+                    } else {
+                        vec![&user, &open, &limit]
+                    };
+                    let sql = if create { CREATE } else { LIST };
+                    admin
+                        .pipeline(&[Stmt::new(sql, &params)])
+                        .await
+                        .expect("operation succeeds");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    done.load(Ordering::Relaxed) as f64 / seconds as f64
 }
 
 /// Closed loop: `clients` workers, each doing `op` for a random user until time is up.

@@ -71,8 +71,17 @@ struct RunAs {
 }
 
 impl Cluster {
+    /// A relative `home` is taken from the current directory (the server's tools run from `/`).
     pub fn new(home: impl Into<PathBuf>) -> Self {
-        Cluster { home: home.into() }
+        let home = home.into();
+        let home = if home.is_relative() {
+            std::env::current_dir()
+                .map(|d| d.join(&home))
+                .unwrap_or(home)
+        } else {
+            home
+        };
+        Cluster { home }
     }
 
     fn data(&self) -> PathBuf {

@@ -220,6 +220,12 @@ impl Admin {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
+    /// Several statements in one transaction, sent in one flight (as [`UserScope::pipeline`], but
+    /// as the owner login: no identity, no RLS). All or nothing.
+    pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+        scope::pipelined(&self.db, None, stmts).await
+    }
+
     /// Statements separated by `;`, no parameters, in one implicit transaction.
     pub async fn batch(&self, sql: &str) -> Result<()> {
         let conn = self.db.acquire().await?;

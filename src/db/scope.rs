@@ -2,11 +2,12 @@
 //! set transaction-locally, and sent as one pipelined flight:
 //!
 //! ```text
-//! BEGIN; select set_config('role','todo_app',true), set_config('app.user_id',$1,true), ...;
+//! BEGIN; select set_config('role','todo_app',true), set_config('app.user_id','<id>',true), ...
 //! <the operation's statements>; COMMIT
 //! ```
 //!
-//! All statements are prepared once per connection and cached. tokio-postgres writes a query's
+//! BEGIN and the identity go as one simple-protocol message; the operation's statements and
+//! COMMIT are prepared once per connection and cached. tokio-postgres writes a query's
 //! messages when its future is first polled, so polling the futures together (`join!`) sends them
 //! back to back and reads the answers together: one network round trip. A failing statement
 //! aborts the transaction, and the COMMIT after it is answered as a rollback.
@@ -26,10 +27,10 @@ use super::Db;
 use crate::error::{Error, Result};
 use crate::model::UserId;
 
-/// Sets the identity for the current transaction only. A session-level SET would leak to the
+/// Sets the identity for the current transaction only: a session-level SET would leak to the
 /// next user of a pooled connection, and through PgBouncer in transaction mode.
-const IDENTITY: &str = "select set_config('role', 'todo_app', true), \
-     set_config('app.user_id', $1, true), \
+const IDENTITY: &str =
+    "select set_config('role', 'todo_app', true), set_config('app.user_id', $1, true), \
      set_config('statement_timeout', $2, true)";
 
 /// One statement of a pipelined operation.
@@ -49,17 +50,13 @@ impl<'a> Stmt<'a> {
 pub struct UserScope {
     db: Db,
     user: UserId,
-    statement_timeout: String,
+    timeout: String,
 }
 
 impl UserScope {
     pub(super) fn new(db: Db, user: UserId) -> Self {
-        let statement_timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
-        UserScope {
-            db,
-            user,
-            statement_timeout,
-        }
+        let timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
+        UserScope { db, user, timeout }
     }
 
     pub fn user_id(&self) -> UserId {
@@ -72,46 +69,9 @@ impl UserScope {
 
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
-        let conn = self.db.acquire().await?;
-        let client: &deadpool_postgres::ClientWrapper = &conn;
-
-        let prepared = try_join_all(
-            ["begin", IDENTITY, "commit"]
-                .into_iter()
-                .chain(stmts.iter().map(|s| s.sql))
-                .map(|sql| client.prepare_cached(sql)),
-        )
-        .await
-        .map_err(|e| self.db.map_err(e))?;
-        let (begin, identity, commit) = (&prepared[0], &prepared[1], &prepared[2]);
-        // Every parameter is encoded once before anything is sent: a statement the driver refused
-        // to send would otherwise leave its neighbours, COMMIT included, to run without it.
-        for (st, s) in prepared[3..].iter().zip(stmts) {
-            check_params(st, s)?;
-        }
-
         let user = self.user.0.to_string();
-        let ident_params: [&(dyn ToSql + Sync); 2] = [&user, &self.statement_timeout];
-        let (began, ident, results, committed) = tokio::join!(
-            client.execute(begin, &[]),
-            client.execute(identity, &ident_params),
-            join_all(
-                prepared[3..]
-                    .iter()
-                    .zip(stmts)
-                    .map(|(st, s)| client.query(st, s.params))
-            ),
-            client.execute(commit, &[]),
-        );
-
-        began.map_err(|e| self.db.map_err(e))?;
-        ident.map_err(|e| self.db.map_err(e))?;
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            out.push(r.map_err(|e| self.db.map_err(e))?);
-        }
-        committed.map_err(|e| self.db.map_err(e))?;
-        Ok(out)
+        let params: [&(dyn ToSql + Sync); 2] = [&user, &self.timeout];
+        pipelined(&self.db, Some(&Stmt::new(IDENTITY, &params)), stmts).await
     }
 
     /// One statement in its own transaction, as this user.
@@ -139,6 +99,60 @@ impl UserScope {
             .await?
             .ok_or(Error::NotFound { entity })
     }
+}
+
+/// Sends `begin` (BEGIN and whatever must run first, one simple-protocol message), `stmts` and
+/// COMMIT in one flight, and reads every answer.
+pub(super) async fn pipelined(
+    db: &Db,
+    identity: Option<&Stmt<'_>>,
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<Vec<Row>>> {
+    let conn = db.acquire().await?;
+    let client: &deadpool_postgres::ClientWrapper = &conn;
+
+    let prepared = try_join_all(
+        ["begin", "commit"]
+            .into_iter()
+            .chain(identity.iter().map(|s| s.sql))
+            .chain(stmts.iter().map(|s| s.sql))
+            .map(|sql| client.prepare_cached(sql)),
+    )
+    .await
+    .map_err(|e| db.map_err(e))?;
+    let (begin, commit) = (&prepared[0], &prepared[1]);
+    let first = if identity.is_some() { 3 } else { 2 };
+    // Every parameter is encoded once before anything is sent: a statement the driver refused
+    // to send would otherwise leave its neighbours, COMMIT included, to run without it.
+    for (st, s) in prepared[first..].iter().zip(stmts) {
+        check_params(st, s)?;
+    }
+
+    let (began, ident, results, committed) = tokio::join!(
+        client.execute(begin, &[]),
+        async {
+            match identity {
+                Some(i) => client.execute(&prepared[2], i.params).await.map(|_| ()),
+                None => Ok(()),
+            }
+        },
+        join_all(
+            prepared[first..]
+                .iter()
+                .zip(stmts)
+                .map(|(st, s)| client.query(st, s.params))
+        ),
+        client.execute(commit, &[]),
+    );
+
+    began.map_err(|e| db.map_err(e))?;
+    ident.map_err(|e| db.map_err(e))?;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(r.map_err(|e| db.map_err(e))?);
+    }
+    committed.map_err(|e| db.map_err(e))?;
+    Ok(out)
 }
 
 fn check_params(st: &tokio_postgres::Statement, s: &Stmt<'_>) -> Result<()> {
