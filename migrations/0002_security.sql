@@ -60,7 +60,15 @@ create policy security_events_select on security_events for select to todo_app
 create policy security_events_insert on security_events for insert to todo_app
     with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
 
+-- Secrets stay out of the app role's reach even for its own rows: it can write a password hash
+-- or a token digest, never read one back (login and token checks run as the owner login).
+revoke select, update on users from todo_app;
+grant select (id, email, display_name, is_active, created_at, updated_at, last_login_at, locked_until) on users to todo_app;
+grant update (email, display_name, is_active, password_hash) on users to todo_app;
+
 -- Tokens: a user lists, issues and revokes their own. Events: a user reads their own and the app
 -- may record events about the current user; nobody but the owner changes or deletes them.
-grant select, insert, update, delete on api_tokens to todo_app;
+grant select (id, user_id, purpose, created_at, expires_at, revoked_at, last_used_at) on api_tokens to todo_app;
+grant insert, delete on api_tokens to todo_app;
+grant update (revoked_at) on api_tokens to todo_app;
 grant select, insert on security_events to todo_app;

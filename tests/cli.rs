@@ -188,3 +188,87 @@ fn help_explains_every_command() {
         assert!(help.contains(cmd), "{cmd} in --help");
     }
 }
+
+#[tokio::test]
+async fn security_check_passes_then_names_the_table_whose_rls_is_off() {
+    let t = TestDb::new().await;
+    todo_db(&t.url)
+        .args(["security", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all ok"));
+    t.db.admin()
+        .batch("alter table api_tokens disable row level security")
+        .await
+        .unwrap();
+    let out = todo_db(&t.url)
+        .args(["security", "check", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let bad: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["ok"] == false)
+        .map(|f| f["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, vec!["table api_tokens"]);
+    todo_db(&t.url)
+        .arg("verify")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "alter table api_tokens enable row level security",
+        ));
+}
+
+#[test]
+fn the_embedded_cluster_starts_reports_and_stops() {
+    let home = std::env::temp_dir().join(format!("todo-db-local-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        let mut cmd = Command::cargo_bin("todo-db").unwrap();
+        cmd.env_remove("DATABASE_URL")
+            .env("TODO_DB_HOME", &home)
+            .args(args);
+        cmd
+    };
+    run(&["local", "status"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("initialized: false"));
+    run(&["local", "start"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("running on 127.0.0.1:"));
+    let url = String::from_utf8(
+        run(&["local", "url"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    run(&["init"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("created database todo"));
+    run(&["local", "status", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"running\": true"));
+    run(&["local", "stop"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("stopped"));
+    run(&["local", "status"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("running:     false"));
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -107,8 +107,8 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     let tables = conn
         .query(
             "select c.relname::text, c.relrowsecurity, c.relforcerowsecurity, \
-                    has_table_privilege($1, c.oid, 'select'), has_table_privilege($1, c.oid, 'insert'), \
-                    has_table_privilege($1, c.oid, 'update'), has_table_privilege($1, c.oid, 'delete'), \
+                    has_any_column_privilege($1, c.oid, 'select'), has_any_column_privilege($1, c.oid, 'insert'), \
+                    has_any_column_privilege($1, c.oid, 'update'), has_table_privilege($1, c.oid, 'delete'), \
                     coalesce((select array_agg(p.polcmd::text) from pg_policy p where p.polrelid = c.oid), '{}') \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
              where n.nspname = 'public' and c.relkind = 'r' and c.relname = any($2)",
