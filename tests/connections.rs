@@ -285,3 +285,122 @@ async fn an_exhausted_pool_answers_busy_after_the_acquire_timeout() {
         "recovers when the connection returns"
     );
 }
+
+fn url_via_port(url: &str, port: u16) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_port(Some(port)).unwrap();
+    let keep: Vec<(String, String)> = u
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(keep)
+        .append_pair("sslmode", "disable");
+    u.to_string()
+}
+
+#[tokio::test]
+async fn connecting_retries_with_backoff_until_the_server_appears() {
+    let t = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = url_via_port(&t.url, port);
+    let mut s = settings();
+    s.pool.connect_retry = Duration::from_secs(10);
+    s.pool.connect_timeout = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let connecting = tokio::spawn(async move { Db::connect_url(&url, &s).await });
+    // Nothing listens for 700 ms: a suspended compute waking up.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let target = t.db.target().clone();
+    let _proxy = FlightCounter::start_on(port, (target.host.clone(), target.port)).await;
+    let db = connecting
+        .await
+        .unwrap()
+        .expect("connects once the server is there");
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(db.admin().query("select 1", &[]).await.is_ok());
+
+    let mut quick = settings();
+    quick.pool.connect_retry = Duration::from_millis(300);
+    let dead = url_via_port(
+        &t.url,
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    );
+    let started = std::time::Instant::now();
+    let err = Db::connect_url(&dead, &quick)
+        .await
+        .err()
+        .expect("nobody listens");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "gives up at the retry deadline"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_pinged_before_use_and_replaced_if_dead() {
+    let mut s = settings();
+    s.pool.size = 1;
+    s.pool.idle_check_after = Duration::ZERO;
+    let t = TestDb::with_settings(s).await;
+    let u = t.user("ping@example.com").await;
+    t.db.user(u)
+        .tasks()
+        .create(&NewTask::new("x").unwrap())
+        .await
+        .unwrap();
+    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings())
+        .await
+        .unwrap();
+    killer
+        .admin()
+        .query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", &[&t.name])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let page =
+        t.db.user(u)
+            .tasks()
+            .list(&TaskFilter::default())
+            .await
+            .expect("the ping found the dead connection first");
+    assert_eq!(page.items.len(), 1);
+}
+
+#[tokio::test]
+async fn overflow_connections_close_again_when_idle() {
+    let mut s = settings();
+    s.pool.size = 1;
+    s.pool.overflow = 3;
+    s.pool.overflow_idle = Duration::from_millis(500);
+    let t = TestDb::with_settings(s).await;
+    let u = t.user("burst@example.com").await;
+    let scope = t.db.user(u);
+    let slow = || scope.query("select pg_sleep(0.3)", &[]);
+    let (a, b, c, d) = tokio::join!(slow(), slow(), slow(), slow());
+    for r in [a, b, c, d] {
+        r.unwrap();
+    }
+    assert_eq!(
+        t.db.pool_status().open,
+        4,
+        "a burst opens overflow connections"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        t.db.pool_status().open,
+        1,
+        "only the steady connection stays"
+    );
+}

@@ -182,8 +182,15 @@ pub struct FlightCounter {
 
 impl FlightCounter {
     pub async fn start(upstream: (String, u16)) -> FlightCounter {
+        Self::start_on(0, upstream).await
+    }
+
+    /// As [`start`](Self::start), on a given local port (0: any free one).
+    pub async fn start_on(port: u16, upstream: (String, u16)) -> FlightCounter {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let flights = Arc::new(AtomicUsize::new(0));
         let counter = flights.clone();
