@@ -15,10 +15,7 @@ use todo_db::model::{NewTask, TaskFilter, UserId};
 use todo_db::{Db, Settings};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -39,10 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let clients = env_or("BENCH_CLIENTS", 8);
     let server = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(u) => u,
-        None => todo_db::local::Cluster::new(".todo-db")
-            .ensure_running()
-            .await?
-            .url(),
+        None => todo_db::local::Cluster::new(".todo-db").ensure_running().await?.url(),
     };
     let mut settings = Settings::default();
     settings.pool.size = clients as usize;
@@ -50,10 +44,7 @@ async fn main() -> anyhow::Result<()> {
 
     // A fresh, migrated, seeded database.
     let maint = Db::connect_url(&with_database(&server, "postgres"), &settings).await?;
-    maint
-        .admin()
-        .batch("drop database if exists todo_bench with (force)")
-        .await?;
+    maint.admin().batch("drop database if exists todo_bench with (force)").await?;
     maint.admin().batch("create database todo_bench").await?;
     let url = with_database(&server, "todo_bench");
     let db = Db::connect_url(&url, &settings).await?;
@@ -102,11 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let _warm = run_todo_db(&db, &ids, clients, 1, |scope| async move {
         scope
             .tasks()
-            .list(&TaskFilter {
-                completed: Some(false),
-                limit: Some(20),
-                ..Default::default()
-            })
+            .list(&TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() })
             .await
             .map(|_| ())
     })
@@ -114,11 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let list = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
         scope
             .tasks()
-            .list(&TaskFilter {
-                completed: Some(false),
-                limit: Some(20),
-                ..Default::default()
-            })
+            .list(&TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() })
             .await
             .map(|_| ())
     })
@@ -126,28 +109,15 @@ async fn main() -> anyhow::Result<()> {
     let pg_list = pgbench(&url, &pipelined(&list_sql), clients, seconds)?;
     let pg_bare = pgbench(&url, &bare_list, clients, seconds)?;
     let create = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
-        scope
-            .tasks()
-            .create(&NewTask::new("benchmark task").expect("valid"))
-            .await
-            .map(|_| ())
+        scope.tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ())
     })
     .await;
 
     let pg_create = pgbench(&url, &pipelined(create_sql), clients, seconds)?;
 
     println!();
-    println!(
-        "{:<44} {:>10} {:>10} {:>7}",
-        "operation", "todo-db/s", "pgbench/s", "ratio"
-    );
-    println!(
-        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-        "list 20 open tasks (pipelined, RLS)",
-        list,
-        pg_list,
-        list / pg_list
-    );
+    println!("{:<44} {:>10} {:>10} {:>7}", "operation", "todo-db/s", "pgbench/s", "ratio");
+    println!("{:<44} {:>10.0} {:>10.0} {:>7.2}", "list 20 open tasks (pipelined, RLS)", list, pg_list, list / pg_list);
     println!(
         "{:<44} {:>10.0} {:>10.0} {:>7.2}",
         "create a task (pipelined, RLS)",
@@ -171,11 +141,7 @@ async fn main() -> anyhow::Result<()> {
         list_rls += run_todo_db(&db, &ids, clients, slice, |scope| async move {
             scope
                 .tasks()
-                .list(&TaskFilter {
-                    completed: Some(false),
-                    limit: Some(20),
-                    ..Default::default()
-                })
+                .list(&TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() })
                 .await
                 .map(|_| ())
         })
@@ -184,21 +150,14 @@ async fn main() -> anyhow::Result<()> {
     }
     for _ in 0..rounds {
         create_rls += run_todo_db(&db, &ids, clients, slice, |scope| async move {
-            scope
-                .tasks()
-                .create(&NewTask::new("benchmark task").expect("valid"))
-                .await
-                .map(|_| ())
+            scope.tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ())
         })
         .await;
         create_plain += run_without_rls(&db, &ids, clients, slice, true).await;
     }
     let n = rounds as f64;
     println!();
-    println!(
-        "{:<44} {:>10} {:>10} {:>7}",
-        "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio"
-    );
+    println!("{:<44} {:>10} {:>10} {:>7}", "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio");
     println!(
         "{:<44} {:>10.0} {:>10.0} {:>7.2}",
         "list 20 open tasks",
@@ -214,11 +173,7 @@ async fn main() -> anyhow::Result<()> {
         create_rls / create_plain
     );
     if std::env::var_os("BENCH_KEEP").is_none() {
-        maint
-            .admin()
-            .batch("drop database if exists todo_bench with (force)")
-            .await
-            .ok();
+        maint.admin().batch("drop database if exists todo_bench with (force)").await.ok();
     }
     Ok(())
 }
@@ -226,13 +181,7 @@ async fn main() -> anyhow::Result<()> {
 /// The same operations as todo-db's, pipelined the same way (BEGIN, statement, COMMIT, one
 /// flight), but as the owner login with an explicit `user_id` filter: no identity statement and
 /// no row-level security. The difference to todo-db is the cost of RLS.
-async fn run_without_rls(
-    db: &Db,
-    ids: &[uuid::Uuid],
-    clients: u64,
-    seconds: u64,
-    create: bool,
-) -> f64 {
+async fn run_without_rls(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create: bool) -> f64 {
     const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
         t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
@@ -257,10 +206,7 @@ async fn run_without_rls(
                         vec![&user, &open, &limit]
                     };
                     let sql = if create { CREATE } else { LIST };
-                    admin
-                        .pipeline(&[Stmt::new(sql, &params)])
-                        .await
-                        .expect("operation succeeds");
+                    admin.pipeline(&[Stmt::new(sql, &params)]).await.expect("operation succeeds");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -305,28 +251,13 @@ fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::Resul
     let file = std::env::temp_dir().join(format!("todo-db-bench-{}.sql", std::process::id()));
     std::fs::write(&file, script)?;
     let out = Command::new(&bin)
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
+        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
         .arg(&file)
         .arg(url)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        anyhow::bail!(
-            "pgbench failed: {}{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
     }
     let tps = text
         .lines()

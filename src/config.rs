@@ -46,11 +46,7 @@ pub fn redact_url(raw: &str) -> String {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        "***".into()
-                    } else {
-                        v.into_owned()
-                    };
+                    let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -131,60 +127,21 @@ pub struct Settings {
 
 /// Every environment variable todo-db reads, with its meaning (used by `--help` and the docs).
 pub const ENV_VARS: &[(&str, &str)] = &[
-    (
-        "DATABASE_URL",
-        "PostgreSQL URL; unset = the embedded local default",
-    ),
-    (
-        "DATABASE_DIRECT_URL",
-        "direct (unpooled) URL for admin work when DATABASE_URL is pooled",
-    ),
+    ("DATABASE_URL", "PostgreSQL URL; unset = the embedded local default"),
+    ("DATABASE_DIRECT_URL", "direct (unpooled) URL for admin work when DATABASE_URL is pooled"),
     ("DATABASE_READ_URL", "read replica URL for reporting reads"),
-    (
-        "TODO_DB_HOME",
-        "directory of the embedded local cluster (default .todo-db)",
-    ),
-    (
-        "TODO_DB_ALLOW_INSECURE",
-        "1 = allow sslmode=disable to a non-local host",
-    ),
+    ("TODO_DB_HOME", "directory of the embedded local cluster (default .todo-db)"),
+    ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
     ("TODO_DB_POOL_SIZE", "steady pool connections (default 20)"),
-    (
-        "TODO_DB_POOL_OVERFLOW",
-        "extra connections under load (default 30)",
-    ),
-    (
-        "TODO_DB_ACQUIRE_TIMEOUT",
-        "wait for a free connection (default 30s)",
-    ),
-    (
-        "TODO_DB_CONNECT_TIMEOUT",
-        "one connection attempt (default 10s)",
-    ),
-    (
-        "TODO_DB_CONNECT_RETRY",
-        "total retry time for transient connect failures (default 30s)",
-    ),
-    (
-        "TODO_DB_MAX_LIFETIME",
-        "recycle connections older than this (default 5m)",
-    ),
-    (
-        "TODO_DB_IDLE_CHECK",
-        "ping connections idle longer than this before use (default 30s)",
-    ),
-    (
-        "TODO_DB_OVERFLOW_IDLE",
-        "close overflow connections idle this long (default 60s)",
-    ),
-    (
-        "TODO_DB_STATEMENT_TIMEOUT",
-        "server-side statement timeout (default 30s)",
-    ),
-    (
-        "TODO_DB_KEEPALIVE_IDLE",
-        "TCP keepalive idle time (default 30s)",
-    ),
+    ("TODO_DB_POOL_OVERFLOW", "extra connections under load (default 30)"),
+    ("TODO_DB_ACQUIRE_TIMEOUT", "wait for a free connection (default 30s)"),
+    ("TODO_DB_CONNECT_TIMEOUT", "one connection attempt (default 10s)"),
+    ("TODO_DB_CONNECT_RETRY", "total retry time for transient connect failures (default 30s)"),
+    ("TODO_DB_MAX_LIFETIME", "recycle connections older than this (default 5m)"),
+    ("TODO_DB_IDLE_CHECK", "ping connections idle longer than this before use (default 30s)"),
+    ("TODO_DB_OVERFLOW_IDLE", "close overflow connections idle this long (default 60s)"),
+    ("TODO_DB_STATEMENT_TIMEOUT", "server-side statement timeout (default 30s)"),
+    ("TODO_DB_KEEPALIVE_IDLE", "TCP keepalive idle time (default 30s)"),
 ];
 
 impl Settings {
@@ -200,10 +157,7 @@ impl Settings {
         let mut pool = PoolSettings::default();
         let count = |name: &'static str, slot: &mut usize| -> Result<()> {
             if let Some(v) = get(name) {
-                *slot = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::Config(format!("{name}={v:?} is not a whole number")))?;
+                *slot = v.trim().parse().map_err(|_| Error::Config(format!("{name}={v:?} is not a whole number")))?;
             }
             Ok(())
         };
@@ -211,8 +165,7 @@ impl Settings {
         count("TODO_DB_POOL_OVERFLOW", &mut pool.overflow)?;
         let dur = |name: &'static str, slot: &mut Duration| -> Result<()> {
             if let Some(v) = get(name) {
-                *slot = parse_duration(&v)
-                    .map_err(|reason| Error::Config(format!("{name}={v:?}: {reason}")))?;
+                *slot = parse_duration(&v).map_err(|reason| Error::Config(format!("{name}={v:?}: {reason}")))?;
             }
             Ok(())
         };
@@ -234,11 +187,8 @@ impl Settings {
             database_url: url("DATABASE_URL"),
             direct_url: url("DATABASE_DIRECT_URL"),
             read_url: url("DATABASE_READ_URL"),
-            home: get("TODO_DB_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            allow_insecure: get("TODO_DB_ALLOW_INSECURE")
-                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            home: get("TODO_DB_HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
+            allow_insecure: get("TODO_DB_ALLOW_INSECURE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
             pool,
             lockout,
         };
@@ -248,44 +198,31 @@ impl Settings {
 
     pub fn validate(&self) -> Result<()> {
         if self.pool.size == 0 {
-            return Err(Error::Config(
-                "pool size must be at least 1 (TODO_DB_POOL_SIZE / --pool-size)".into(),
-            ));
+            return Err(Error::Config("pool size must be at least 1 (TODO_DB_POOL_SIZE / --pool-size)".into()));
         }
         if self.pool.acquire_timeout.is_zero() || self.pool.connect_timeout.is_zero() {
-            return Err(Error::Config(
-                "acquire and connect timeouts must be greater than zero".into(),
-            ));
+            return Err(Error::Config("acquire and connect timeouts must be greater than zero".into()));
         }
         Ok(())
     }
 
     /// A copy of these settings that connects to `url` instead.
     pub fn with_url(&self, url: &str) -> Settings {
-        Settings {
-            database_url: Some(Secret::new(url.to_string())),
-            ..self.clone()
-        }
+        Settings { database_url: Some(Secret::new(url.to_string())), ..self.clone() }
     }
 
     /// The embedded cluster's directory.
     pub fn home_dir(&self) -> PathBuf {
-        self.home
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".todo-db"))
+        self.home.clone().unwrap_or_else(|| PathBuf::from(".todo-db"))
     }
 }
 
 /// `"10s"`, `"500ms"`, `"5m"`, `"1h"`, or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
     let s = raw.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 10s, 500ms or 5m"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{raw:?} is not a duration like 10s, 500ms or 5m"))?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,
@@ -306,9 +243,7 @@ mod tests {
 
     #[test]
     fn secret_urls_never_show_their_password() {
-        let s = Secret::new(
-            "postgresql://alice:hunter2@db.example:5432/todo?password=hunter2".to_string(),
-        );
+        let s = Secret::new("postgresql://alice:hunter2@db.example:5432/todo?password=hunter2".to_string());
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert!(format!("{s}").contains("db.example"));
     }

@@ -22,10 +22,7 @@ pub enum Error {
 
     /// A uniqueness rule was broken (duplicate email, duplicate tag name, ...).
     #[error("{field} already exists (constraint {constraint})")]
-    Conflict {
-        field: &'static str,
-        constraint: &'static str,
-    },
+    Conflict { field: &'static str, constraint: &'static str },
 
     /// Unknown email or wrong password: deliberately the same error for both.
     #[error("invalid email or password")]
@@ -81,10 +78,7 @@ pub enum Error {
 
 impl Error {
     pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::Validation {
-            field,
-            reason: reason.into(),
-        }
+        Error::Validation { field, reason: reason.into() }
     }
 
     /// Whether retrying the same operation may succeed (the connection or server was at fault).
@@ -94,10 +88,7 @@ impl Error {
             Error::Database { code, .. } => {
                 // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
                 // cannot_connect_now: the server asks us to try again.
-                matches!(
-                    code.as_str(),
-                    "40001" | "40P01" | "57P01" | "57P02" | "57P03"
-                )
+                matches!(code.as_str(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
             }
             _ => false,
         }
@@ -106,11 +97,7 @@ impl Error {
     /// Classifies a driver error. `target` is `host:port/database`, never the URL.
     pub(crate) fn from_pg(err: tokio_postgres::Error, target: &str) -> Self {
         let Some(db) = err.as_db_error() else {
-            return Error::Unavailable {
-                target: target.to_string(),
-                reason: err.to_string(),
-                source: Some(err),
-            };
+            return Error::Unavailable { target: target.to_string(), reason: err.to_string(), source: Some(err) };
         };
         if let Some(name) = db.constraint() {
             if let Some(mapped) = constraints::classify(name) {
@@ -118,21 +105,13 @@ impl Error {
             }
         }
         let code = db.code().code().to_string();
-        if matches!(
-            code.as_str(),
-            "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006"
-        ) {
+        if matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006") {
             return Error::Unavailable {
                 target: target.to_string(),
                 reason: db.message().to_string(),
                 source: Some(err),
             };
         }
-        Error::Database {
-            code,
-            message: db.message().to_string(),
-            target: target.to_string(),
-            source: err,
-        }
+        Error::Database { code, message: db.message().to_string(), target: target.to_string(), source: err }
     }
 }

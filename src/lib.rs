@@ -6,6 +6,7 @@
 //! - [`schema`] embeds the migrations and sets up roles; [`verify`] checks a database.
 //! - [`local`] runs the embedded default cluster when no `DATABASE_URL` is set.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;

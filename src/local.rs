@@ -74,13 +74,8 @@ impl Cluster {
     /// A relative `home` is taken from the current directory (the server's tools run from `/`).
     pub fn new(home: impl Into<PathBuf>) -> Self {
         let home = home.into();
-        let home = if home.is_relative() {
-            std::env::current_dir()
-                .map(|d| d.join(&home))
-                .unwrap_or(home)
-        } else {
-            home
-        };
+        let home =
+            if home.is_relative() { std::env::current_dir().map(|d| d.join(&home)).unwrap_or(home) } else { home };
         Cluster { home }
     }
 
@@ -107,8 +102,7 @@ impl Cluster {
             .write(true)
             .open(this.home.join("lock"))
             .map_err(|e| this.io("open", &this.home.join("lock"), e))?;
-        lock.lock()
-            .map_err(|e| this.io("lock", &this.home.join("lock"), e))?;
+        lock.lock().map_err(|e| this.io("lock", &this.home.join("lock"), e))?;
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
         if !this.data().join("PG_VERSION").exists() {
@@ -129,13 +123,7 @@ impl Cluster {
             (Some(bin), true) => self.is_running(bin, run_as()?)?,
             _ => false,
         };
-        Ok(Status {
-            home: self.home.clone(),
-            initialized,
-            running,
-            port: self.read_port().ok(),
-            bin_dir: bin,
-        })
+        Ok(Status { home: self.home.clone(), initialized, running, port: self.read_port().ok(), bin_dir: bin })
     }
 
     /// Stops the cluster if it runs; returns whether it was running.
@@ -145,12 +133,8 @@ impl Cluster {
         if !self.data().join("PG_VERSION").exists() || !self.is_running(&bin, run_as)? {
             return Ok(false);
         }
-        let data =
-            fs::canonicalize(self.data()).map_err(|e| self.io("resolve", &self.data(), e))?;
-        let out = run(command(&bin, "pg_ctl", run_as)
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "fast", "-w", "stop"]))?;
+        let data = fs::canonicalize(self.data()).map_err(|e| self.io("resolve", &self.data(), e))?;
+        let out = run(command(&bin, "pg_ctl", run_as).arg("-D").arg(&data).args(["-m", "fast", "-w", "stop"]))?;
         check(&out, "pg_ctl stop")?;
         Ok(true)
     }
@@ -158,29 +142,19 @@ impl Cluster {
     fn running(&self) -> Result<Running> {
         let password = fs::read_to_string(self.home.join("password"))
             .map_err(|e| self.io("read", &self.home.join("password"), e))?;
-        Ok(Running {
-            port: self.read_port()?,
-            password: password.trim().to_string(),
-            ca: self.home.join("ca.crt"),
-        })
+        Ok(Running { port: self.read_port()?, password: password.trim().to_string(), ca: self.home.join("ca.crt") })
     }
 
     fn read_port(&self) -> Result<u16> {
-        let raw = fs::read_to_string(self.home.join("port"))
-            .map_err(|e| self.io("read", &self.home.join("port"), e))?;
-        raw.trim().parse().map_err(|_| {
-            Error::Local(format!(
-                "{} does not hold a port number",
-                self.home.join("port").display()
-            ))
-        })
+        let raw =
+            fs::read_to_string(self.home.join("port")).map_err(|e| self.io("read", &self.home.join("port"), e))?;
+        raw.trim()
+            .parse()
+            .map_err(|_| Error::Local(format!("{} does not hold a port number", self.home.join("port").display())))
     }
 
     fn is_running(&self, bin: &Path, run_as: Option<RunAs>) -> Result<bool> {
-        let out = run(command(bin, "pg_ctl", run_as)
-            .arg("-D")
-            .arg(self.data())
-            .arg("status"))?;
+        let out = run(command(bin, "pg_ctl", run_as).arg("-D").arg(self.data()).arg("status"))?;
         Ok(out.status.success())
     }
 
@@ -188,13 +162,8 @@ impl Cluster {
         tracing::info!(home = %self.home.display(), "creating the embedded PostgreSQL cluster");
         let data = self.data();
         fs::create_dir_all(&data).map_err(|e| self.io("create", &data, e))?;
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
-            .map_err(|e| self.io("chmod", &data, e))?;
-        let password: String = rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| self.io("chmod", &data, e))?;
+        let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
         write_private(&self.home.join("password"), password.as_bytes(), None)?;
         let pwfile = self.home.join("initdb.pw");
         write_private(&pwfile, password.as_bytes(), run_as)?;
@@ -229,8 +198,7 @@ impl Cluster {
             .append(true)
             .open(data.join("postgresql.conf"))
             .map_err(|e| self.io("open", &data, e))?;
-        writeln!(conf, "\ninclude_if_exists = 'todo-db.conf'")
-            .map_err(|e| self.io("write", &data, e))?;
+        writeln!(conf, "\ninclude_if_exists = 'todo-db.conf'").map_err(|e| self.io("write", &data, e))?;
         Ok(())
     }
 
@@ -247,8 +215,7 @@ impl Cluster {
              logging_collector = off\n"
         );
         write_private(&self.data().join("todo-db.conf"), conf.as_bytes(), run_as)?;
-        fs::write(self.home.join("port"), port.to_string())
-            .map_err(|e| self.io("write", &self.home, e))
+        fs::write(self.home.join("port"), port.to_string()).map_err(|e| self.io("write", &self.home, e))
     }
 
     fn start(&self, bin: &Path, run_as: Option<RunAs>) -> Result<()> {
@@ -294,8 +261,7 @@ fn command(bin: &Path, program: &str, run_as: Option<RunAs>) -> Command {
 }
 
 fn run(cmd: &mut Command) -> Result<Output> {
-    cmd.output()
-        .map_err(|e| Error::Local(format!("cannot run {:?}: {e}", cmd.get_program())))
+    cmd.output().map_err(|e| Error::Local(format!("cannot run {:?}: {e}", cmd.get_program())))
 }
 
 fn check(out: &Output, what: &str) -> Result<()> {
@@ -312,13 +278,7 @@ fn check(out: &Output, what: &str) -> Result<()> {
 
 fn write_private(path: &Path, bytes: &[u8], owner: Option<RunAs>) -> Result<()> {
     let err = |e: std::io::Error| Error::Local(format!("cannot write {}: {e}", path.display()));
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
+    let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
     if let Some(r) = owner {
@@ -333,18 +293,13 @@ fn chown(path: &Path, r: RunAs) -> Result<()> {
 }
 
 fn free_port() -> Result<u16> {
-    let l = TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| Error::Local(format!("no free local port: {e}")))?;
-    Ok(l.local_addr()
-        .map_err(|e| Error::Local(e.to_string()))?
-        .port())
+    let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::Local(format!("no free local port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| Error::Local(e.to_string()))?.port())
 }
 
 /// Root cannot run the server: use the `postgres` system account when todo-db runs as root.
 fn run_as() -> Result<Option<RunAs>> {
-    let me = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
+    let me = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
     if me != 0 {
         return Ok(None);
     }
@@ -368,11 +323,7 @@ fn run_as() -> Result<Option<RunAs>> {
 /// Finds a directory with initdb, pg_ctl and postgres: PATH, `pg_config --bindir`, then the
 /// newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf> {
-    let complete = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
+    let complete = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -412,15 +363,11 @@ fn certificates() -> Result<(String, String, String)> {
     let e = |e: rcgen::Error| Error::Local(format!("cannot create TLS certificates: {e}"));
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "todo-db local CA");
+    ca.distinguished_name.push(DnType::CommonName, "todo-db local CA");
     let ca_key = KeyPair::generate().map_err(e)?;
     let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
-    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(e)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(e)?;
+    server.distinguished_name.push(DnType::CommonName, "localhost");
     let key = KeyPair::generate().map_err(e)?;
     let cert = server.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))

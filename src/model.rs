@@ -13,9 +13,7 @@ use crate::error::{Error, Result};
 
 macro_rules! id_type {
     ($name:ident, $field:literal) => {
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-        )]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -72,10 +70,7 @@ impl TaskTitle {
         }
         let n = t.chars().count();
         if n > Self::MAX_CHARS {
-            return Err(Error::validation(
-                "title",
-                format!("is {n} characters; at most {} allowed", Self::MAX_CHARS),
-            ));
+            return Err(Error::validation("title", format!("is {n} characters; at most {} allowed", Self::MAX_CHARS)));
         }
         Ok(TaskTitle(t.to_string()))
     }
@@ -117,20 +112,10 @@ impl Email {
         reject_nul("email", raw)?;
         let e = raw.trim();
         let Some((local, domain)) = e.split_once('@') else {
-            return Err(Error::validation(
-                "email",
-                "must look like name@example.com",
-            ));
+            return Err(Error::validation("email", "must look like name@example.com"));
         };
-        if local.is_empty()
-            || domain.is_empty()
-            || domain.contains('@')
-            || e.chars().any(char::is_whitespace)
-        {
-            return Err(Error::validation(
-                "email",
-                "must look like name@example.com",
-            ));
+        if local.is_empty() || domain.is_empty() || domain.contains('@') || e.chars().any(char::is_whitespace) {
+            return Err(Error::validation("email", "must look like name@example.com"));
         }
         if e.len() > 254 {
             return Err(Error::validation("email", "is longer than 254 bytes"));
@@ -152,10 +137,7 @@ impl DisplayName {
         reject_nul("display_name", raw)?;
         let t = raw.trim();
         if t.chars().count() > 100 {
-            return Err(Error::validation(
-                "display_name",
-                "is longer than 100 characters",
-            ));
+            return Err(Error::validation("display_name", "is longer than 100 characters"));
         }
         Ok(DisplayName(t.to_string()))
     }
@@ -194,13 +176,9 @@ pub struct Color(String);
 impl Color {
     pub fn parse(raw: &str) -> Result<Self> {
         let c = raw.trim();
-        let ok =
-            c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|ch| ch.is_ascii_hexdigit());
+        let ok = c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|ch| ch.is_ascii_hexdigit());
         if !ok {
-            return Err(Error::validation(
-                "color",
-                format!("{raw:?} is not a colour like #1e90ff"),
-            ));
+            return Err(Error::validation("color", format!("{raw:?} is not a colour like #1e90ff")));
         }
         Ok(Color(c.to_ascii_lowercase()))
     }
@@ -209,9 +187,7 @@ impl Color {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -222,12 +198,7 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 4] = [
-        Priority::Low,
-        Priority::Medium,
-        Priority::High,
-        Priority::Urgent,
-    ];
+    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Low => "low",
@@ -246,10 +217,7 @@ impl FromStr for Priority {
             "medium" => Ok(Priority::Medium),
             "high" => Ok(Priority::High),
             "urgent" => Ok(Priority::Urgent),
-            _ => Err(Error::validation(
-                "priority",
-                format!("{raw:?} is not one of low, medium, high, urgent"),
-            )),
+            _ => Err(Error::validation("priority", format!("{raw:?} is not one of low, medium, high, urgent"))),
         }
     }
 }
@@ -262,14 +230,8 @@ impl fmt::Display for Priority {
 
 /// Parses an RFC 3339 timestamp (`2026-11-27T10:00:00Z`) for the named field.
 pub fn parse_time(field: &'static str, raw: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339).map_err(
-        |_| {
-            Error::validation(
-                field,
-                format!("{raw:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z"),
-            )
-        },
-    )
+    OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|_| Error::validation(field, format!("{raw:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z")))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,11 +257,7 @@ pub struct NewUser {
 
 impl NewUser {
     pub fn new(email: &str, display_name: &str) -> Result<Self> {
-        Ok(NewUser {
-            id: UserId::new(),
-            email: Email::parse(email)?,
-            display_name: DisplayName::parse(display_name)?,
-        })
+        Ok(NewUser { id: UserId::new(), email: Email::parse(email)?, display_name: DisplayName::parse(display_name)? })
     }
 }
 
@@ -415,10 +373,7 @@ impl FromStr for TaskSort {
             "updated" => Ok(TaskSort::Updated),
             "due" => Ok(TaskSort::Due),
             "priority" => Ok(TaskSort::Priority),
-            _ => Err(Error::validation(
-                "sort",
-                format!("{raw:?} is not one of created, updated, due, priority"),
-            )),
+            _ => Err(Error::validation("sort", format!("{raw:?} is not one of created, updated, due, priority"))),
         }
     }
 }
@@ -460,9 +415,7 @@ impl Cursor {
     pub fn decode(raw: &str) -> Result<Self> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(raw.trim())
-            .map_err(|_| {
-                Error::validation("cursor", "is not a cursor returned by a previous page")
-            })?;
+            .map_err(|_| Error::validation("cursor", "is not a cursor returned by a previous page"))?;
         serde_json::from_slice(&bytes)
             .map_err(|_| Error::validation("cursor", "is not a cursor returned by a previous page"))
     }
@@ -481,76 +434,27 @@ mod tests {
 
     #[test]
     fn titles_are_trimmed_and_bounded() {
-        assert_eq!(
-            TaskTitle::parse("  Buy milk ").unwrap().as_str(),
-            "Buy milk"
-        );
-        assert!(matches!(
-            TaskTitle::parse("   "),
-            Err(Error::Validation { field: "title", .. })
-        ));
+        assert_eq!(TaskTitle::parse("  Buy milk ").unwrap().as_str(), "Buy milk");
+        assert!(matches!(TaskTitle::parse("   "), Err(Error::Validation { field: "title", .. })));
         assert!(TaskTitle::parse(&"x".repeat(255)).is_ok());
-        assert!(matches!(
-            TaskTitle::parse(&"x".repeat(256)),
-            Err(Error::Validation { field: "title", .. })
-        ));
-        assert!(matches!(
-            TaskTitle::parse("a\0b"),
-            Err(Error::Validation { field: "title", .. })
-        ));
-        assert!(
-            TaskTitle::parse(&"é".repeat(255)).is_ok(),
-            "length counts characters, not bytes"
-        );
+        assert!(matches!(TaskTitle::parse(&"x".repeat(256)), Err(Error::Validation { field: "title", .. })));
+        assert!(matches!(TaskTitle::parse("a\0b"), Err(Error::Validation { field: "title", .. })));
+        assert!(TaskTitle::parse(&"é".repeat(255)).is_ok(), "length counts characters, not bytes");
     }
 
     #[test]
     fn bad_inputs_name_their_field() {
-        assert!(matches!(
-            "critical".parse::<Priority>(),
-            Err(Error::Validation {
-                field: "priority",
-                ..
-            })
-        ));
-        assert!(matches!(
-            Email::parse("no-at-sign"),
-            Err(Error::Validation { field: "email", .. })
-        ));
-        assert!(matches!(
-            parse_time("due_at", "tomorrow"),
-            Err(Error::Validation {
-                field: "due_at",
-                ..
-            })
-        ));
-        assert!(matches!(
-            Description::parse(&"d".repeat(10_001)),
-            Err(Error::Validation {
-                field: "description",
-                ..
-            })
-        ));
-        assert!(matches!(
-            Color::parse("red"),
-            Err(Error::Validation { field: "color", .. })
-        ));
-        assert!(matches!(
-            Cursor::decode("!!"),
-            Err(Error::Validation {
-                field: "cursor",
-                ..
-            })
-        ));
+        assert!(matches!("critical".parse::<Priority>(), Err(Error::Validation { field: "priority", .. })));
+        assert!(matches!(Email::parse("no-at-sign"), Err(Error::Validation { field: "email", .. })));
+        assert!(matches!(parse_time("due_at", "tomorrow"), Err(Error::Validation { field: "due_at", .. })));
+        assert!(matches!(Description::parse(&"d".repeat(10_001)), Err(Error::Validation { field: "description", .. })));
+        assert!(matches!(Color::parse("red"), Err(Error::Validation { field: "color", .. })));
+        assert!(matches!(Cursor::decode("!!"), Err(Error::Validation { field: "cursor", .. })));
     }
 
     #[test]
     fn cursors_round_trip() {
-        let c = Cursor {
-            sort: TaskSort::Due,
-            key: "2026-01-01T00:00:00Z".into(),
-            id: Uuid::now_v7(),
-        };
+        let c = Cursor { sort: TaskSort::Due, key: "2026-01-01T00:00:00Z".into(), id: Uuid::now_v7() };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
     }
 }

@@ -21,16 +21,9 @@ impl Migration {
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "core",
-        sql: include_str!("../migrations/0001_core.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "security",
-        sql: include_str!("../migrations/0002_security.sql"),
-    },
+    Migration { version: 1, name: "core", sql: include_str!("../migrations/0001_core.sql") },
+    Migration { version: 2, name: "security", sql: include_str!("../migrations/0002_security.sql") },
+    Migration { version: 3, name: "audit", sql: include_str!("../migrations/0003_audit.sql") },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
@@ -51,6 +44,11 @@ $$;
 grant todo_owner to current_user;
 grant todo_app to current_user;
 grant usage, create on schema public to todo_owner;
+do $$
+begin
+    execute format('grant create on database %I to todo_owner', current_database());
+end
+$$;
 grant usage on schema public to todo_app;
 "#;
 
@@ -122,50 +120,24 @@ pub mod constraints {
     pub fn classify(name: &str) -> Option<Error> {
         let v = |field, reason: &str| Some(Error::validation(field, reason));
         match name {
-            USERS_EMAIL_KEY => Some(Error::Conflict {
-                field: "email",
-                constraint: USERS_EMAIL_KEY,
-            }),
+            USERS_EMAIL_KEY => Some(Error::Conflict { field: "email", constraint: USERS_EMAIL_KEY }),
             USERS_EMAIL_FORMAT => v("email", "must look like name@example.com"),
             USERS_DISPLAY_NAME_LENGTH => v("display_name", "is longer than 100 characters"),
-            TASKS_PKEY => Some(Error::Conflict {
-                field: "task id",
-                constraint: TASKS_PKEY,
-            }),
+            TASKS_PKEY => Some(Error::Conflict { field: "task id", constraint: TASKS_PKEY }),
             TASKS_USER_ID_FKEY | TAGS_USER_ID_FKEY => Some(Error::NotFound { entity: "user" }),
             TASKS_TITLE_TRIMMED => v("title", "must not start or end with white space"),
             TASKS_TITLE_LENGTH => v("title", "must be 1 to 255 characters"),
             TASKS_DESCRIPTION_LENGTH => v("description", "must be at most 10000 characters"),
-            TASKS_COMPLETED_AT_MATCHES => {
-                v("completed_at", "is set exactly when the task is completed")
-            }
-            TAGS_PKEY => Some(Error::Conflict {
-                field: "tag id",
-                constraint: TAGS_PKEY,
-            }),
-            TAGS_USER_NAME_KEY => Some(Error::Conflict {
-                field: "tag",
-                constraint: TAGS_USER_NAME_KEY,
-            }),
-            TAGS_NAME_LENGTH => v(
-                "tag",
-                "must be 1 to 50 characters without surrounding white space",
-            ),
+            TASKS_COMPLETED_AT_MATCHES => v("completed_at", "is set exactly when the task is completed"),
+            TAGS_PKEY => Some(Error::Conflict { field: "tag id", constraint: TAGS_PKEY }),
+            TAGS_USER_NAME_KEY => Some(Error::Conflict { field: "tag", constraint: TAGS_USER_NAME_KEY }),
+            TAGS_NAME_LENGTH => v("tag", "must be 1 to 50 characters without surrounding white space"),
             TAGS_COLOR_FORMAT => v("color", "must be a colour like #1e90ff"),
-            TASK_TAGS_PKEY => Some(Error::Conflict {
-                field: "tag on task",
-                constraint: TASK_TAGS_PKEY,
-            }),
+            TASK_TAGS_PKEY => Some(Error::Conflict { field: "tag on task", constraint: TASK_TAGS_PKEY }),
             TASK_TAGS_TASK_FKEY => Some(Error::NotFound { entity: "task" }),
             TASK_TAGS_TAG_FKEY => Some(Error::NotFound { entity: "tag" }),
-            API_TOKENS_PURPOSE_LENGTH => v(
-                "purpose",
-                "must be 1 to 100 characters without surrounding white space",
-            ),
-            API_TOKENS_HASH_KEY => Some(Error::Conflict {
-                field: "token",
-                constraint: API_TOKENS_HASH_KEY,
-            }),
+            API_TOKENS_PURPOSE_LENGTH => v("purpose", "must be 1 to 100 characters without surrounding white space"),
+            API_TOKENS_HASH_KEY => Some(Error::Conflict { field: "token", constraint: API_TOKENS_HASH_KEY }),
             API_TOKENS_EXPIRY => v("expires_at", "must be in the future"),
             SECURITY_EVENTS_KIND_KNOWN => v("kind", "is not a known security event kind"),
             _ => None,
@@ -174,14 +146,7 @@ pub mod constraints {
 }
 
 /// Every table holding user data: RLS enabled and forced on each.
-pub const TABLES: &[&str] = &[
-    "users",
-    "tasks",
-    "tags",
-    "task_tags",
-    "api_tokens",
-    "security_events",
-];
+pub const TABLES: &[&str] = &["users", "tasks", "tags", "task_tags", "api_tokens", "security_events"];
 
 pub const INDEXES: &[&str] = &[
     "users_pkey",
@@ -205,12 +170,13 @@ pub const INDEXES: &[&str] = &[
     "security_events_user_idx",
     "security_events_kind_idx",
     "security_events_at_idx",
+    "log_pkey",
+    "log_record_idx",
+    "log_user_idx",
+    "log_at_idx",
 ];
 
-pub const TRIGGERS: &[(&str, &str)] = &[
-    ("users", "users_set_updated_at"),
-    ("tasks", "tasks_set_updated_at"),
-];
+pub const TRIGGERS: &[(&str, &str)] = &[("users", "users_set_updated_at"), ("tasks", "tasks_set_updated_at")];
 
 /// What `migrate` did.
 #[derive(Debug, Clone, Serialize)]
@@ -243,12 +209,8 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
     let pg = |e| Error::from_pg(e, "migrate");
     client.batch_execute(BOOTSTRAP).await.map_err(pg)?;
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg)?;
-    tx.batch_execute("set local role todo_owner")
-        .await
-        .map_err(pg)?;
+    tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
+    tx.batch_execute("set local role todo_owner").await.map_err(pg)?;
     tx.batch_execute(LEDGER).await.map_err(pg)?;
     let status = status_in(&tx).await?;
     if let Some(bad) = status.iter().find(|s| s.state == MigrationState::Modified) {
@@ -265,19 +227,11 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
     }
     let mut applied = Vec::new();
     for m in MIGRATIONS {
-        if status
-            .iter()
-            .any(|s| s.version == m.version && s.state == MigrationState::Applied)
-        {
+        if status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied) {
             continue;
         }
         tx.batch_execute(m.sql).await.map_err(|e| {
-            Error::Migration(format!(
-                "{:04}_{} failed: {}",
-                m.version,
-                m.name,
-                crate::db::error_chain(&e)
-            ))
+            Error::Migration(format!("{:04}_{} failed: {}", m.version, m.name, crate::db::error_chain(&e)))
         })?;
         tx.execute(
             "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
@@ -285,10 +239,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
         )
         .await
         .map_err(pg)?;
-        applied.push(Applied {
-            version: m.version,
-            name: m.name.to_string(),
-        });
+        applied.push(Applied { version: m.version, name: m.name.to_string() });
     }
     tx.commit().await.map_err(pg)?;
     Ok(applied)
@@ -301,20 +252,11 @@ pub async fn status(client: &Client) -> Result<Vec<MigrationStatus>> {
 
 async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<MigrationStatus>> {
     let pg = |e| Error::from_pg(e, "migration status");
-    let exists: bool = client
-        .query_one(
-            "select to_regclass('public.todo_db_migrations') is not null",
-            &[],
-        )
-        .await
-        .map_err(pg)?
-        .get(0);
+    let exists: bool =
+        client.query_one("select to_regclass('public.todo_db_migrations') is not null", &[]).await.map_err(pg)?.get(0);
     let rows = if exists {
         client
-            .query(
-                "select version, name, checksum from todo_db_migrations order by version",
-                &[],
-            )
+            .query("select version, name, checksum from todo_db_migrations order by version", &[])
             .await
             .map_err(pg)?
     } else {
@@ -328,21 +270,13 @@ async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Mi
                 Some(r) if r.get::<_, String>(2) == m.checksum() => MigrationState::Applied,
                 Some(_) => MigrationState::Modified,
             };
-            MigrationStatus {
-                version: m.version,
-                name: m.name.to_string(),
-                state,
-            }
+            MigrationStatus { version: m.version, name: m.name.to_string(), state }
         })
         .collect();
     for r in &rows {
         let v: i32 = r.get(0);
         if !MIGRATIONS.iter().any(|m| m.version == v) {
-            out.push(MigrationStatus {
-                version: v,
-                name: r.get(1),
-                state: MigrationState::Unknown,
-            });
+            out.push(MigrationStatus { version: v, name: r.get(1), state: MigrationState::Unknown });
         }
     }
     Ok(out)
@@ -351,9 +285,7 @@ async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Mi
 /// Drops every todo-db object in this database (the roles, shared by the cluster, stay).
 pub async fn drop_all(client: &Client) -> Result<()> {
     client
-        .batch_execute(
-            "drop owned by todo_owner, todo_app cascade; drop table if exists todo_db_migrations",
-        )
+        .batch_execute("drop owned by todo_owner, todo_app cascade; drop table if exists todo_db_migrations")
         .await
         .map_err(|e| Error::from_pg(e, "reset"))
 }
@@ -374,9 +306,7 @@ pub async fn owned_objects(client: &Client) -> Result<Vec<String>> {
         .iter()
         .map(|r| {
             let s: String = r.get(0);
-            s.replacen("r ", "table ", 1)
-                .replacen("v ", "view ", 1)
-                .replacen("m ", "materialized view ", 1)
+            s.replacen("r ", "table ", 1).replacen("v ", "view ", 1).replacen("m ", "materialized view ", 1)
         })
         .collect())
 }

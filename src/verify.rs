@@ -36,18 +36,8 @@ impl Report {
     }
 }
 
-fn component(
-    kind: &'static str,
-    name: impl Into<String>,
-    ok: bool,
-    detail: impl Into<String>,
-) -> Component {
-    Component {
-        kind,
-        name: name.into(),
-        status: if ok { State::Ok } else { State::Fail },
-        detail: detail.into(),
-    }
+fn component(kind: &'static str, name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Component {
+    Component { kind, name: name.into(), status: if ok { State::Ok } else { State::Fail }, detail: detail.into() }
 }
 
 /// Checks the connection, the server version, migrations, roles, and every table, RLS setting,
@@ -57,22 +47,12 @@ pub async fn verify(db: &Db) -> Result<Report> {
     let started = Instant::now();
     let conn = db.admin().connection().await?;
     let pg = |e| db.map_err(e);
-    let row = conn
-        .query_one(
-            "select current_setting('server_version_num')::int, version()",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
+    let row = conn.query_one("select current_setting('server_version_num')::int, version()", &[]).await.map_err(pg)?;
     out.push(component(
         "connection",
         db.target().to_string(),
         true,
-        format!(
-            "connected in {} ms, sslmode={}",
-            started.elapsed().as_millis(),
-            db.target().tls.mode.as_str()
-        ),
+        format!("connected in {} ms, sslmode={}", started.elapsed().as_millis(), db.target().tls.mode.as_str()),
     ));
     let num: i32 = row.get(0);
     let version: String = row.get(1);
@@ -81,32 +61,17 @@ pub async fn verify(db: &Db) -> Result<Report> {
         "server",
         "version",
         num >= 150000,
-        if num >= 150000 {
-            short
-        } else {
-            format!("{short}: todo-db needs PostgreSQL 15 or newer")
-        },
+        if num >= 150000 { short } else { format!("{short}: todo-db needs PostgreSQL 15 or newer") },
     ));
 
     for m in schema::status(&conn).await? {
         let (ok, detail) = match m.state {
             MigrationState::Applied => (true, "applied".to_string()),
             MigrationState::Pending => (false, "pending: run `todo-db init`".to_string()),
-            MigrationState::Modified => (
-                false,
-                "modified after it was applied: restore the original file".to_string(),
-            ),
-            MigrationState::Unknown => (
-                false,
-                "applied by a newer todo-db: upgrade todo-db".to_string(),
-            ),
+            MigrationState::Modified => (false, "modified after it was applied: restore the original file".to_string()),
+            MigrationState::Unknown => (false, "applied by a newer todo-db: upgrade todo-db".to_string()),
         };
-        out.push(component(
-            "migration",
-            format!("{:04}_{}", m.version, m.name),
-            ok,
-            detail,
-        ));
+        out.push(component("migration", format!("{:04}_{}", m.version, m.name), ok, detail));
     }
 
     let roles = conn
@@ -121,19 +86,11 @@ pub async fn verify(db: &Db) -> Result<Report> {
         let c = match roles.iter().find(|r| r.get::<_, String>(0) == name) {
             None => component("role", name, false, "missing: run `todo-db init`"),
             Some(r) if name == "todo_app" && (r.get::<_, bool>(1) || r.get::<_, bool>(2)) => {
-                component(
-                    "role",
-                    name,
-                    false,
-                    "must be neither superuser nor BYPASSRLS",
-                )
+                component("role", name, false, "must be neither superuser nor BYPASSRLS")
             }
-            Some(r) if !r.get::<_, bool>(3) => component(
-                "role",
-                name,
-                false,
-                "the login cannot SET ROLE to it: grant it to the login",
-            ),
+            Some(r) if !r.get::<_, bool>(3) => {
+                component("role", name, false, "the login cannot SET ROLE to it: grant it to the login")
+            }
             Some(_) => component("role", name, true, "present; the login can act as it"),
         };
         out.push(c);
@@ -141,9 +98,9 @@ pub async fn verify(db: &Db) -> Result<Report> {
 
     let tables = conn
         .query(
-            "select c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) \
+            "select c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where n.nspname = 'public' and c.relkind = 'r'",
+             where n.nspname in ('public', 'audit') and c.relkind = 'r'",
             &[],
         )
         .await
@@ -153,12 +110,7 @@ pub async fn verify(db: &Db) -> Result<Report> {
             None => out.push(component("table", t, false, "missing")),
             Some(r) => {
                 let owner: String = r.get(3);
-                out.push(component(
-                    "table",
-                    t,
-                    owner == "todo_owner",
-                    format!("owner {owner}"),
-                ));
+                out.push(component("table", t, owner == "todo_owner", format!("owner {owner}")));
                 let (enabled, forced): (bool, bool) = (r.get(1), r.get(2));
                 out.push(component(
                     "rls",
@@ -166,9 +118,7 @@ pub async fn verify(db: &Db) -> Result<Report> {
                     enabled && forced,
                     match (enabled, forced) {
                         (true, true) => "enabled and forced",
-                        (true, false) => {
-                            "enabled but not forced: alter table ... force row level security"
-                        }
+                        (true, false) => "enabled but not forced: alter table ... force row level security",
                         _ => "disabled: alter table ... enable row level security",
                     },
                 ));
@@ -190,19 +140,12 @@ pub async fn verify(db: &Db) -> Result<Report> {
             "constraint",
             *name,
             ok,
-            if ok {
-                format!("on {table}")
-            } else {
-                format!("missing on {table}")
-            },
+            if ok { format!("on {table}") } else { format!("missing on {table}") },
         ));
     }
 
     let indexes = conn
-        .query(
-            "select indexname from pg_indexes where schemaname = 'public'",
-            &[],
-        )
+        .query("select indexname from pg_indexes where schemaname in ('public', 'audit')", &[])
         .await
         .map_err(pg)?;
     let have: Vec<String> = indexes.iter().map(|r| r.get(0)).collect();
@@ -212,19 +155,12 @@ pub async fn verify(db: &Db) -> Result<Report> {
             "index",
             *name,
             ok,
-            if ok {
-                "present"
-            } else {
-                "missing: run `todo-db init` or recreate it"
-            },
+            if ok { "present" } else { "missing: run `todo-db init` or recreate it" },
         ));
     }
 
     let triggers = conn
-        .query(
-            "select tgname from pg_trigger where not tgisinternal and tgenabled <> 'D'",
-            &[],
-        )
+        .query("select tgname from pg_trigger where not tgisinternal and tgenabled <> 'D'", &[])
         .await
         .map_err(pg)?;
     let have: Vec<String> = triggers.iter().map(|r| r.get(0)).collect();
@@ -234,26 +170,14 @@ pub async fn verify(db: &Db) -> Result<Report> {
             "trigger",
             *name,
             ok,
-            if ok {
-                format!("on {table}")
-            } else {
-                format!("missing or disabled on {table}")
-            },
+            if ok { format!("on {table}") } else { format!("missing or disabled on {table}") },
         ));
     }
 
     for f in crate::security::posture::check(db).await? {
-        out.push(component(
-            "security",
-            format!("{}: {}", f.object, f.check),
-            f.ok,
-            f.detail,
-        ));
+        out.push(component("security", format!("{}: {}", f.object, f.check), f.ok, f.detail));
     }
 
     let ok = out.iter().all(|c| c.status == State::Ok);
-    Ok(Report {
-        ok,
-        components: out,
-    })
+    Ok(Report { ok, components: out })
 }

@@ -8,9 +8,7 @@ use predicates::prelude::*;
 
 fn todo_db(url: &str) -> Command {
     let mut cmd = Command::cargo_bin("todo-db").unwrap();
-    cmd.env("DATABASE_URL", url)
-        .env_remove("DATABASE_DIRECT_URL")
-        .env("TODO_DB_CONNECT_RETRY", "1s");
+    cmd.env("DATABASE_URL", url).env_remove("DATABASE_DIRECT_URL").env("TODO_DB_CONNECT_RETRY", "1s");
     cmd
 }
 
@@ -22,61 +20,23 @@ async fn init_is_idempotent_and_verify_json_lists_every_component() {
         .assert()
         .success()
         .stdout(predicate::str::contains("demo user alice@example.com"));
-    todo_db(&t.url)
-        .arg("init")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("migrations: up to date"));
-    let out = todo_db(&t.url)
-        .args(["verify", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    todo_db(&t.url).arg("init").assert().success().stdout(predicate::str::contains("migrations: up to date"));
+    let out = todo_db(&t.url).args(["verify", "--json"]).assert().success().get_output().stdout.clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["ok"], true);
     let comps = report["components"].as_array().unwrap();
-    for kind in [
-        "connection",
-        "server",
-        "migration",
-        "role",
-        "table",
-        "rls",
-        "constraint",
-        "index",
-        "trigger",
-    ] {
-        assert!(
-            comps
-                .iter()
-                .any(|c| c["kind"] == kind && c["status"] == "ok"),
-            "{kind} reported"
-        );
+    for kind in ["connection", "server", "migration", "role", "table", "rls", "constraint", "index", "trigger"] {
+        assert!(comps.iter().any(|c| c["kind"] == kind && c["status"] == "ok"), "{kind} reported");
     }
-    let n =
-        t.db.admin()
-            .query("select count(*) from users", &[])
-            .await
-            .unwrap();
+    let n = t.db.admin().query("select count(*) from users", &[]).await.unwrap();
     assert_eq!(n[0].get::<_, i64>(0), 2, "demo users loaded once");
 }
 
 #[tokio::test]
 async fn verify_fails_and_names_a_dropped_index() {
     let t = TestDb::new().await;
-    t.db.admin()
-        .batch("drop index tasks_user_due_idx")
-        .await
-        .unwrap();
-    let out = todo_db(&t.url)
-        .args(["verify", "--json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    t.db.admin().batch("drop index tasks_user_due_idx").await.unwrap();
+    let out = todo_db(&t.url).args(["verify", "--json"]).assert().code(1).get_output().stdout.clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["ok"], false);
     let failed: Vec<&str> = report["components"]
@@ -87,15 +47,20 @@ async fn verify_fails_and_names_a_dropped_index() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failed, vec!["tasks_user_due_idx"]);
-    todo_db(&t.url).arg("verify").assert().code(1).stdout(
-        predicate::str::contains("tasks_user_due_idx").and(predicate::str::contains("FAIL")),
-    );
+    todo_db(&t.url)
+        .arg("verify")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("tasks_user_due_idx").and(predicate::str::contains("FAIL")));
 }
 
 #[tokio::test]
 async fn verify_reports_disabled_rls_and_a_modified_migration() {
     let t = TestDb::new().await;
-    t.db.admin().batch("alter table tags no force row level security; update todo_db_migrations set checksum = 'x'").await.unwrap();
+    t.db.admin()
+        .batch("alter table tags no force row level security; update todo_db_migrations set checksum = 'x'")
+        .await
+        .unwrap();
     todo_db(&t.url).arg("verify").assert().code(1).stdout(
         predicate::str::contains("enabled but not forced")
             .and(predicate::str::contains("modified after it was applied")),
@@ -111,78 +76,33 @@ async fn verify_reports_disabled_rls_and_a_modified_migration() {
 async fn reset_needs_yes_off_a_terminal_offers_a_dry_run_and_recreates_everything() {
     let t = TestDb::new().await;
     let u = t.user("gone@example.com").await;
-    t.db.user(u)
-        .tasks()
-        .create(&todo_db::model::NewTask::new("gone").unwrap())
-        .await
-        .unwrap();
-    todo_db(&t.url)
-        .arg("reset")
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("--yes"));
-    todo_db(&t.url)
-        .args(["reset", "--dry-run"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("table tasks"));
+    t.db.user(u).tasks().create(&todo_db::model::NewTask::new("gone").unwrap()).await.unwrap();
+    todo_db(&t.url).arg("reset").assert().failure().stderr(predicate::str::contains("--yes"));
+    todo_db(&t.url).args(["reset", "--dry-run"]).assert().success().stdout(predicate::str::contains("table tasks"));
     assert_eq!(
-        t.db.admin()
-            .query("select count(*) from tasks", &[])
-            .await
-            .unwrap()[0]
-            .get::<_, i64>(0),
+        t.db.admin().query("select count(*) from tasks", &[]).await.unwrap()[0].get::<_, i64>(0),
         1,
         "dry run changed nothing"
     );
     todo_db(&t.url).args(["reset", "--yes"]).assert().success();
     // The pool's cached statements refer to dropped tables: use a fresh connection.
-    let fresh = todo_db::Db::connect_url(&t.url, &common::settings())
-        .await
-        .unwrap();
-    assert_eq!(
-        fresh
-            .admin()
-            .query("select count(*) from tasks", &[])
-            .await
-            .unwrap()[0]
-            .get::<_, i64>(0),
-        0
-    );
+    let fresh = todo_db::Db::connect_url(&t.url, &common::settings()).await.unwrap();
+    assert_eq!(fresh.admin().query("select count(*) from tasks", &[]).await.unwrap()[0].get::<_, i64>(0), 0);
     todo_db(&t.url).arg("verify").assert().success();
 }
 
 #[tokio::test]
 async fn cli_errors_never_print_the_password() {
     let url = "postgresql://nobody:Pa55-w0rd-hidden@127.0.0.1:1/x?sslmode=disable";
-    let out = todo_db(url)
-        .arg("verify")
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        all.contains("127.0.0.1:1/x"),
-        "the error names host, port and database: {all}"
-    );
+    let out = todo_db(url).arg("verify").assert().failure().get_output().clone();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("127.0.0.1:1/x"), "the error names host, port and database: {all}");
     assert!(!all.contains("Pa55-w0rd-hidden"), "{all}");
 }
 
 #[test]
 fn help_explains_every_command() {
-    let out = Command::cargo_bin("todo-db")
-        .unwrap()
-        .arg("--help")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = Command::cargo_bin("todo-db").unwrap().arg("--help").assert().success().get_output().stdout.clone();
     let help = String::from_utf8(out).unwrap();
     for cmd in ["init", "verify", "reset", "migrate", "local"] {
         assert!(help.contains(cmd), "{cmd} in --help");
@@ -192,22 +112,9 @@ fn help_explains_every_command() {
 #[tokio::test]
 async fn security_check_passes_then_names_the_table_whose_rls_is_off() {
     let t = TestDb::new().await;
-    todo_db(&t.url)
-        .args(["security", "check"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("all ok"));
-    t.db.admin()
-        .batch("alter table api_tokens disable row level security")
-        .await
-        .unwrap();
-    let out = todo_db(&t.url)
-        .args(["security", "check", "--json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    todo_db(&t.url).args(["security", "check"]).assert().success().stdout(predicate::str::contains("all ok"));
+    t.db.admin().batch("alter table api_tokens disable row level security").await.unwrap();
+    let out = todo_db(&t.url).args(["security", "check", "--json"]).assert().code(1).get_output().stdout.clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let bad: Vec<&str> = report["findings"]
         .as_array()
@@ -221,9 +128,7 @@ async fn security_check_passes_then_names_the_table_whose_rls_is_off() {
         .arg("verify")
         .assert()
         .code(1)
-        .stdout(predicate::str::contains(
-            "alter table api_tokens enable row level security",
-        ));
+        .stdout(predicate::str::contains("alter table api_tokens enable row level security"));
 }
 
 #[test]
@@ -231,44 +136,16 @@ fn the_embedded_cluster_starts_reports_and_stops() {
     let home = std::env::temp_dir().join(format!("todo-db-local-{}", std::process::id()));
     let run = |args: &[&str]| {
         let mut cmd = Command::cargo_bin("todo-db").unwrap();
-        cmd.env_remove("DATABASE_URL")
-            .env("TODO_DB_HOME", &home)
-            .args(args);
+        cmd.env_remove("DATABASE_URL").env("TODO_DB_HOME", &home).args(args);
         cmd
     };
-    run(&["local", "status"])
-        .assert()
-        .code(3)
-        .stdout(predicate::str::contains("initialized: false"));
-    run(&["local", "start"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("running on 127.0.0.1:"));
-    let url = String::from_utf8(
-        run(&["local", "url"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone(),
-    )
-    .unwrap();
+    run(&["local", "status"]).assert().code(3).stdout(predicate::str::contains("initialized: false"));
+    run(&["local", "start"]).assert().success().stdout(predicate::str::contains("running on 127.0.0.1:"));
+    let url = String::from_utf8(run(&["local", "url"]).assert().success().get_output().stdout.clone()).unwrap();
     assert!(url.contains("sslmode=verify-full"), "{url}");
-    run(&["init"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("created database todo"));
-    run(&["local", "status", "--json"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("\"running\": true"));
-    run(&["local", "stop"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("stopped"));
-    run(&["local", "status"])
-        .assert()
-        .code(3)
-        .stdout(predicate::str::contains("running:     false"));
+    run(&["init"]).assert().success().stdout(predicate::str::contains("created database todo"));
+    run(&["local", "status", "--json"]).assert().success().stdout(predicate::str::contains("\"running\": true"));
+    run(&["local", "stop"]).assert().success().stdout(predicate::str::contains("stopped"));
+    run(&["local", "status"]).assert().code(3).stdout(predicate::str::contains("running:     false"));
     std::fs::remove_dir_all(&home).unwrap();
 }

@@ -17,11 +17,8 @@ async fn a_user_scoped_create_or_list_is_one_network_round_trip() {
     let proxy = FlightCounter::start((target.host.clone(), target.port)).await;
     let mut url = url::Url::parse(&t.url).unwrap();
     url.set_port(Some(proxy.port)).unwrap();
-    let mut query: Vec<(String, String)> = url
-        .query_pairs()
-        .into_owned()
-        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-        .collect();
+    let mut query: Vec<(String, String)> =
+        url.query_pairs().into_owned().filter(|(k, _)| k != "sslmode" && k != "sslrootcert").collect();
     query.push(("sslmode".into(), "disable".into()));
     url.query_pairs_mut().clear().extend_pairs(query);
     let mut s = settings();
@@ -29,24 +26,12 @@ async fn a_user_scoped_create_or_list_is_one_network_round_trip() {
     let db = Db::connect_url(url.as_str(), &s).await.unwrap();
     let scope = db.user(u);
     // Warm up: the first use of each statement on a connection prepares it.
-    scope
-        .tasks()
-        .create(&NewTask::new("warm").unwrap())
-        .await
-        .unwrap();
+    scope.tasks().create(&NewTask::new("warm").unwrap()).await.unwrap();
     scope.tasks().list(&TaskFilter::default()).await.unwrap();
     proxy.take();
 
-    scope
-        .tasks()
-        .create(&NewTask::new("counted").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        proxy.take(),
-        1,
-        "create: BEGIN, identity, INSERT, COMMIT in one flight"
-    );
+    scope.tasks().create(&NewTask::new("counted").unwrap()).await.unwrap();
+    assert_eq!(proxy.take(), 1, "create: BEGIN, identity, INSERT, COMMIT in one flight");
     let page = scope.tasks().list(&TaskFilter::default()).await.unwrap();
     assert_eq!(page.items.len(), 2);
     assert_eq!(proxy.take(), 1, "list: one flight");
@@ -54,12 +39,7 @@ async fn a_user_scoped_create_or_list_is_one_network_round_trip() {
     // The same four statements awaited one by one take four flights: the counter can tell.
     let conn = db.admin().connection().await.unwrap();
     proxy.take();
-    for sql in [
-        "begin",
-        "select set_config('app.user_id', 'x', true)",
-        "select 1",
-        "commit",
-    ] {
+    for sql in ["begin", "select set_config('app.user_id', 'x', true)", "select 1", "commit"] {
         conn.simple_query(sql).await.unwrap();
     }
     assert_eq!(proxy.take(), 4);
@@ -70,20 +50,9 @@ async fn a_cancelled_operation_never_leaves_its_connection_inside_a_transaction(
     let mut s = settings();
     s.pool.size = 1;
     let t = TestDb::with_settings(s).await;
-    let (a, b) = (
-        t.user("ca@example.com").await,
-        t.user("cb@example.com").await,
-    );
-    t.db.user(a)
-        .tasks()
-        .create(&NewTask::new("a's").unwrap())
-        .await
-        .unwrap();
-    t.db.user(b)
-        .tasks()
-        .create(&NewTask::new("b's").unwrap())
-        .await
-        .unwrap();
+    let (a, b) = (t.user("ca@example.com").await, t.user("cb@example.com").await);
+    t.db.user(a).tasks().create(&NewTask::new("a's").unwrap()).await.unwrap();
+    t.db.user(b).tasks().create(&NewTask::new("b's").unwrap()).await.unwrap();
     let mut cancelled = 0;
     for i in 0..400u64 {
         let (me, other) = if i % 2 == 0 { (a, b) } else { (b, a) };
@@ -94,20 +63,11 @@ async fn a_cancelled_operation_never_leaves_its_connection_inside_a_transaction(
             Ok(r) => {
                 let page = r.unwrap();
                 assert_eq!(page.items.len(), 1);
-                assert!(
-                    page.items
-                        .iter()
-                        .all(|t| t.user_id == me && t.user_id != other),
-                    "never another user's rows"
-                );
+                assert!(page.items.iter().all(|t| t.user_id == me && t.user_id != other), "never another user's rows");
             }
         }
         let state = t.db.admin().query("select count(*) from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'", &[]).await;
-        assert_eq!(
-            state.unwrap()[0].get::<_, i64>(0),
-            0,
-            "no connection left inside a transaction"
-        );
+        assert_eq!(state.unwrap()[0].get::<_, i64>(0), 0, "no connection left inside a transaction");
     }
     assert!(cancelled > 0, "some operations were cancelled mid-flight");
 }
@@ -117,14 +77,8 @@ async fn pooled_connections_killed_by_the_server_are_replaced() {
     let t = TestDb::new().await;
     let u = t.user("kill@example.com").await;
     let scope = t.db.user(u);
-    scope
-        .tasks()
-        .create(&NewTask::new("before").unwrap())
-        .await
-        .unwrap();
-    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings())
-        .await
-        .unwrap();
+    scope.tasks().create(&NewTask::new("before").unwrap()).await.unwrap();
+    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings()).await.unwrap();
     let killed = killer
         .admin()
         .query("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()) k", &[&t.name])
@@ -140,10 +94,7 @@ async fn pooled_connections_killed_by_the_server_are_replaced() {
                 assert_eq!(p.items.len(), 1);
                 ok += 1;
             }
-            Err(e) => assert!(
-                e.is_retryable(),
-                "a broken connection is a retryable error: {e:?}"
-            ),
+            Err(e) => assert!(e.is_retryable(), "a broken connection is a retryable error: {e:?}"),
         }
     }
     assert!(ok >= 4, "the pool replaced the dead connections");
@@ -153,24 +104,11 @@ async fn pooled_connections_killed_by_the_server_are_replaced() {
 async fn tls_require_encrypts_and_verify_full_with_the_wrong_root_fails_clearly() {
     let t = TestDb::new().await;
     let mut url = url::Url::parse(&t.url).unwrap();
-    let keep: Vec<(String, String)> = url
-        .query_pairs()
-        .into_owned()
-        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-        .collect();
-    url.query_pairs_mut()
-        .clear()
-        .extend_pairs(keep.clone())
-        .append_pair("sslmode", "require");
+    let keep: Vec<(String, String)> =
+        url.query_pairs().into_owned().filter(|(k, _)| k != "sslmode" && k != "sslrootcert").collect();
+    url.query_pairs_mut().clear().extend_pairs(keep.clone()).append_pair("sslmode", "require");
     let db = Db::connect_url(url.as_str(), &settings()).await.unwrap();
-    let ssl = db
-        .admin()
-        .query(
-            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap();
+    let ssl = db.admin().query("select ssl from pg_stat_ssl where pid = pg_backend_pid()", &[]).await.unwrap();
     assert!(ssl[0].get::<_, bool>(0), "sslmode=require is encrypted");
 
     // A CA that did not sign the server's certificate.
@@ -188,15 +126,9 @@ async fn tls_require_encrypts_and_verify_full_with_the_wrong_root_fails_clearly(
         .append_pair("sslrootcert", wrong.to_str().unwrap());
     let mut s = settings();
     s.pool.connect_retry = Duration::from_millis(200);
-    let err = Db::connect_url(url.as_str(), &s)
-        .await
-        .err()
-        .expect("verify-full with the wrong root must fail");
+    let err = Db::connect_url(url.as_str(), &s).await.err().expect("verify-full with the wrong root must fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains("TLS") && msg.contains("verify-full") && msg.contains("wrong-ca.crt"),
-        "{msg}"
-    );
+    assert!(msg.contains("TLS") && msg.contains("verify-full") && msg.contains("wrong-ca.crt"), "{msg}");
 }
 
 #[tokio::test]
@@ -215,22 +147,14 @@ async fn no_password_appears_in_connection_errors() {
     wrong_db.set_password(Some(password)).unwrap();
     wrong_db.set_path("/no_such_database_here");
     urls.push(wrong_db.to_string());
-    urls.push(format!(
-        "postgresql://user:{password}@127.0.0.1:1/db?sslmode=disable"
-    ));
-    urls.push(format!(
-        "postgresql://user:{password}@db.example.com/db?sslmode=disable"
-    ));
-    urls.push(format!(
-        "postgresql://user:{password}@127.0.0.1/db?sslmode=bogus"
-    ));
+    urls.push(format!("postgresql://user:{password}@127.0.0.1:1/db?sslmode=disable"));
+    urls.push(format!("postgresql://user:{password}@db.example.com/db?sslmode=disable"));
+    urls.push(format!("postgresql://user:{password}@127.0.0.1/db?sslmode=bogus"));
     for url in urls {
         let err = Db::connect_url(&url, &s).await.err().expect("must fail");
         let shown = format!(
             "{err} / {err:?} / {}",
-            todo_db::db::Target::parse(&url, &s.pool, false)
-                .map(|t| format!("{t:?}"))
-                .unwrap_or_default()
+            todo_db::db::Target::parse(&url, &s.pool, false).map(|t| format!("{t:?}")).unwrap_or_default()
         );
         assert!(!shown.contains(password), "password leaked: {shown}");
     }
@@ -239,25 +163,10 @@ async fn no_password_appears_in_connection_errors() {
 #[tokio::test]
 async fn sslmode_disable_to_a_remote_host_is_refused_unless_allowed() {
     let s = settings();
-    let err = Target::parse(
-        "postgresql://u:p@db.example.com/x?sslmode=disable",
-        &s.pool,
-        false,
-    )
-    .unwrap_err();
+    let err = Target::parse("postgresql://u:p@db.example.com/x?sslmode=disable", &s.pool, false).unwrap_err();
     assert!(matches!(err, Error::Config(ref m) if m.contains("TODO_DB_ALLOW_INSECURE")));
-    assert!(Target::parse(
-        "postgresql://u:p@db.example.com/x?sslmode=disable",
-        &s.pool,
-        true
-    )
-    .is_ok());
-    assert!(Target::parse(
-        "postgresql://u:p@127.0.0.1/x?sslmode=disable",
-        &s.pool,
-        false
-    )
-    .is_ok());
+    assert!(Target::parse("postgresql://u:p@db.example.com/x?sslmode=disable", &s.pool, true).is_ok());
+    assert!(Target::parse("postgresql://u:p@127.0.0.1/x?sslmode=disable", &s.pool, false).is_ok());
 }
 
 #[tokio::test]
@@ -268,47 +177,25 @@ async fn an_exhausted_pool_answers_busy_after_the_acquire_timeout() {
     let t = TestDb::with_settings(s).await;
     let held = t.db.admin().connection().await.unwrap();
     let u = todo_db::model::UserId::new();
-    let err =
-        t.db.user(u)
-            .tasks()
-            .list(&TaskFilter::default())
-            .await
-            .unwrap_err();
+    let err = t.db.user(u).tasks().list(&TaskFilter::default()).await.unwrap_err();
     assert!(matches!(err, Error::Busy(_)), "{err:?}");
     drop(held);
-    assert!(
-        t.db.user(u)
-            .tasks()
-            .list(&TaskFilter::default())
-            .await
-            .is_ok(),
-        "recovers when the connection returns"
-    );
+    assert!(t.db.user(u).tasks().list(&TaskFilter::default()).await.is_ok(), "recovers when the connection returns");
 }
 
 fn url_via_port(url: &str, port: u16) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_port(Some(port)).unwrap();
-    let keep: Vec<(String, String)> = u
-        .query_pairs()
-        .into_owned()
-        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-        .collect();
-    u.query_pairs_mut()
-        .clear()
-        .extend_pairs(keep)
-        .append_pair("sslmode", "disable");
+    let keep: Vec<(String, String)> =
+        u.query_pairs().into_owned().filter(|(k, _)| k != "sslmode" && k != "sslrootcert").collect();
+    u.query_pairs_mut().clear().extend_pairs(keep).append_pair("sslmode", "disable");
     u.to_string()
 }
 
 #[tokio::test]
 async fn connecting_retries_with_backoff_until_the_server_appears() {
     let t = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = url_via_port(&t.url, port);
     let mut s = settings();
     s.pool.connect_retry = Duration::from_secs(10);
@@ -319,33 +206,17 @@ async fn connecting_retries_with_backoff_until_the_server_appears() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let target = t.db.target().clone();
     let _proxy = FlightCounter::start_on(port, (target.host.clone(), target.port)).await;
-    let db = connecting
-        .await
-        .unwrap()
-        .expect("connects once the server is there");
+    let db = connecting.await.unwrap().expect("connects once the server is there");
     assert!(started.elapsed() >= Duration::from_millis(700));
     assert!(db.admin().query("select 1", &[]).await.is_ok());
 
     let mut quick = settings();
     quick.pool.connect_retry = Duration::from_millis(300);
-    let dead = url_via_port(
-        &t.url,
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-    );
+    let dead = url_via_port(&t.url, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let started = std::time::Instant::now();
-    let err = Db::connect_url(&dead, &quick)
-        .await
-        .err()
-        .expect("nobody listens");
+    let err = Db::connect_url(&dead, &quick).await.err().expect("nobody listens");
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "gives up at the retry deadline"
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "gives up at the retry deadline");
 }
 
 #[tokio::test]
@@ -355,26 +226,19 @@ async fn an_idle_connection_is_pinged_before_use_and_replaced_if_dead() {
     s.pool.idle_check_after = Duration::ZERO;
     let t = TestDb::with_settings(s).await;
     let u = t.user("ping@example.com").await;
-    t.db.user(u)
-        .tasks()
-        .create(&NewTask::new("x").unwrap())
-        .await
-        .unwrap();
-    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings())
-        .await
-        .unwrap();
+    t.db.user(u).tasks().create(&NewTask::new("x").unwrap()).await.unwrap();
+    let killer = Db::connect_url(&with_database(&server_url(), "postgres"), &settings()).await.unwrap();
     killer
         .admin()
-        .query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", &[&t.name])
+        .query(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+            &[&t.name],
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let page =
-        t.db.user(u)
-            .tasks()
-            .list(&TaskFilter::default())
-            .await
-            .expect("the ping found the dead connection first");
+        t.db.user(u).tasks().list(&TaskFilter::default()).await.expect("the ping found the dead connection first");
     assert_eq!(page.items.len(), 1);
 }
 
@@ -392,15 +256,7 @@ async fn overflow_connections_close_again_when_idle() {
     for r in [a, b, c, d] {
         r.unwrap();
     }
-    assert_eq!(
-        t.db.pool_status().open,
-        4,
-        "a burst opens overflow connections"
-    );
+    assert_eq!(t.db.pool_status().open, 4, "a burst opens overflow connections");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        t.db.pool_status().open,
-        1,
-        "only the steady connection stays"
-    );
+    assert_eq!(t.db.pool_status().open, 1, "only the steady connection stays");
 }

@@ -6,16 +6,11 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use todo_db::model::*;
-use todo_db::security::{
-    self, events, posture, tokens, ClientInfo, EventFilter, EventKind, LockoutPolicy,
-};
+use todo_db::security::{self, events, posture, tokens, ClientInfo, EventFilter, EventKind, LockoutPolicy};
 use todo_db::Error;
 
 fn client() -> ClientInfo {
-    ClientInfo {
-        addr: Some("203.0.113.7".parse().unwrap()),
-        user_agent: Some("tests/1.0".into()),
-    }
+    ClientInfo { addr: Some("203.0.113.7".parse().unwrap()), user_agent: Some("tests/1.0".into()) }
 }
 
 async fn snapshot(t: &TestDb, user: UserId) -> Vec<String> {
@@ -33,14 +28,7 @@ async fn snapshot(t: &TestDb, user: UserId) -> Vec<String> {
         "select row_to_json(g)::text from tags g where user_id = $1 order by id",
         "select row_to_json(l)::text from task_tags l where user_id = $1 order by task_id, tag_id",
     ] {
-        out.extend(
-            t.db.admin()
-                .query(sql, &[&user.0])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<_, String>(0)),
-        );
+        out.extend(t.db.admin().query(sql, &[&user.0]).await.unwrap().iter().map(|r| r.get::<_, String>(0)));
     }
     out
 }
@@ -50,126 +38,54 @@ async fn user_b_can_neither_read_nor_change_any_of_user_as_rows() {
     let t = TestDb::new().await;
     let (a, b) = (t.user("a@example.com").await, t.user("b@example.com").await);
     let sa = t.db.user(a);
-    let task = sa
-        .tasks()
-        .create(
-            &NewTask::new("A's secret plan")
-                .unwrap()
-                .description("classified")
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    sa.tasks()
-        .tag(task.id, &[TagName::parse("private").unwrap()])
-        .await
-        .unwrap();
+    let task =
+        sa.tasks().create(&NewTask::new("A's secret plan").unwrap().description("classified").unwrap()).await.unwrap();
+    sa.tasks().tag(task.id, &[TagName::parse("private").unwrap()]).await.unwrap();
     let a_tag = sa.tags().list().await.unwrap()[0].clone();
     let before = snapshot(&t, a).await;
 
     let sb = t.db.user(b);
-    assert!(matches!(
-        sb.tasks().get(task.id).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(sb.tasks().get(task.id).await, Err(Error::NotFound { .. })));
+    assert!(sb.tasks().list(&TaskFilter::default()).await.unwrap().items.is_empty());
     assert!(sb
         .tasks()
-        .list(&TaskFilter::default())
+        .list(&TaskFilter { search: Some("secret".into()), ..Default::default() })
         .await
         .unwrap()
         .items
         .is_empty());
     assert!(sb
         .tasks()
-        .list(&TaskFilter {
-            search: Some("secret".into()),
-            ..Default::default()
-        })
+        .list(&TaskFilter { tag: Some("private".into()), ..Default::default() })
         .await
         .unwrap()
         .items
         .is_empty());
-    assert!(sb
-        .tasks()
-        .list(&TaskFilter {
-            tag: Some("private".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    let patch = TaskPatch {
-        title: Some(TaskTitle::parse("mine now").unwrap()),
-        ..Default::default()
-    };
-    assert!(matches!(
-        sb.tasks().update(task.id, &patch).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tasks().complete(task.id).await,
-        Err(Error::NotFound { .. })
-    ));
+    let patch = TaskPatch { title: Some(TaskTitle::parse("mine now").unwrap()), ..Default::default() };
+    assert!(matches!(sb.tasks().update(task.id, &patch).await, Err(Error::NotFound { .. })));
+    assert!(matches!(sb.tasks().complete(task.id).await, Err(Error::NotFound { .. })));
     assert_eq!(sb.tasks().complete_many(&[task.id]).await.unwrap(), 0);
+    assert!(matches!(sb.tasks().delete(task.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(sb.tasks().tag(task.id, &[TagName::parse("x").unwrap()]).await, Err(Error::NotFound { .. })));
     assert!(matches!(
-        sb.tasks().delete(task.id).await,
+        sb.tasks().untag(task.id, &TagName::parse("private").unwrap()).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        sb.tasks()
-            .tag(task.id, &[TagName::parse("x").unwrap()])
-            .await,
+        sb.tags().rename(a_tag.id, &TagName::parse("stolen").unwrap()).await,
         Err(Error::NotFound { .. })
     ));
-    assert!(matches!(
-        sb.tasks()
-            .untag(task.id, &TagName::parse("private").unwrap())
-            .await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tags()
-            .rename(a_tag.id, &TagName::parse("stolen").unwrap())
-            .await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tags().delete(a_tag.id).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(sb
-        .tags()
-        .list()
-        .await
-        .unwrap()
-        .iter()
-        .all(|g| g.id != a_tag.id));
+    assert!(matches!(sb.tags().delete(a_tag.id).await, Err(Error::NotFound { .. })));
+    assert!(sb.tags().list().await.unwrap().iter().all(|g| g.id != a_tag.id));
     let counted = sb.query("select count(*) from tasks", &[]).await.unwrap();
-    assert_eq!(
-        counted[0].get::<_, i64>(0),
-        0,
-        "counting sees none of A's rows"
-    );
-    let reowned = sb
-        .query(
-            "update tasks set user_id = $1 where id = $2 returning id",
-            &[&b.0, &task.id.0],
-        )
-        .await
-        .unwrap();
+    assert_eq!(counted[0].get::<_, i64>(0), 0, "counting sees none of A's rows");
+    let reowned =
+        sb.query("update tasks set user_id = $1 where id = $2 returning id", &[&b.0, &task.id.0]).await.unwrap();
     assert!(reowned.is_empty(), "re-owning A's task touches nothing");
-    let to_a = sb
-        .query("update tasks set user_id = $1 returning id", &[&a.0])
-        .await
-        .unwrap();
+    let to_a = sb.query("update tasks set user_id = $1 returning id", &[&a.0]).await.unwrap();
     assert!(to_a.is_empty());
-    let forged = sb
-        .query(
-            "insert into tasks (id, user_id, title) values ($1, $2, 'forged')",
-            &[&TaskId::new().0, &a.0],
-        )
-        .await;
+    let forged =
+        sb.query("insert into tasks (id, user_id, title) values ($1, $2, 'forged')", &[&TaskId::new().0, &a.0]).await;
     match forged {
         Err(Error::Database { code, message, .. }) => {
             assert_eq!(code, "42501", "insufficient privilege: {message}");
@@ -178,45 +94,20 @@ async fn user_b_can_neither_read_nor_change_any_of_user_as_rows() {
         other => panic!("inserting with A's user id must be refused: {other:?}"),
     }
     let link = sb
-        .query(
-            "insert into task_tags (user_id, task_id, tag_id) values ($1, $2, $3)",
-            &[&b.0, &task.id.0, &a_tag.id.0],
-        )
+        .query("insert into task_tags (user_id, task_id, tag_id) values ($1, $2, $3)", &[&b.0, &task.id.0, &a_tag.id.0])
         .await;
-    assert!(
-        link.is_err(),
-        "linking A's task to anything from B is refused"
-    );
+    assert!(link.is_err(), "linking A's task to anything from B is refused");
     assert_eq!(snapshot(&t, a).await, before, "A's rows are byte-identical");
 }
 
 #[tokio::test]
 async fn raw_sql_in_a_scope_sees_only_its_user_and_no_identity_sees_nothing() {
     let t = TestDb::new().await;
-    let (a, b) = (
-        t.user("ra@example.com").await,
-        t.user("rb@example.com").await,
-    );
-    t.db.user(a)
-        .tasks()
-        .create(&NewTask::new("a1").unwrap())
-        .await
-        .unwrap();
-    t.db.user(b)
-        .tasks()
-        .create(&NewTask::new("b1").unwrap())
-        .await
-        .unwrap();
-    t.db.user(b)
-        .tasks()
-        .create(&NewTask::new("b2").unwrap())
-        .await
-        .unwrap();
-    let rows =
-        t.db.user(b)
-            .query("select user_id from tasks", &[])
-            .await
-            .unwrap();
+    let (a, b) = (t.user("ra@example.com").await, t.user("rb@example.com").await);
+    t.db.user(a).tasks().create(&NewTask::new("a1").unwrap()).await.unwrap();
+    t.db.user(b).tasks().create(&NewTask::new("b1").unwrap()).await.unwrap();
+    t.db.user(b).tasks().create(&NewTask::new("b2").unwrap()).await.unwrap();
+    let rows = t.db.user(b).query("select user_id from tasks", &[]).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.get::<_, uuid::Uuid>(0) == b.0));
 
@@ -225,21 +116,12 @@ async fn raw_sql_in_a_scope_sees_only_its_user_and_no_identity_sees_nothing() {
         let tx = conn.transaction().await.unwrap();
         tx.batch_execute("set local role todo_app").await.unwrap();
         if let Some(v) = identity {
-            tx.execute("select set_config('app.user_id', $1, true)", &[&v])
-                .await
-                .unwrap();
+            tx.execute("select set_config('app.user_id', $1, true)", &[&v]).await.unwrap();
         }
         let r = tx.query("select count(*) from tasks", &[]).await;
         match identity {
-            Some("not-a-uuid-at-all") => assert!(
-                r.is_err(),
-                "a malformed identity is an error, never all rows"
-            ),
-            _ => assert_eq!(
-                r.unwrap()[0].get::<_, i64>(0),
-                0,
-                "no identity ({identity:?}) sees no rows"
-            ),
+            Some("not-a-uuid-at-all") => assert!(r.is_err(), "a malformed identity is an error, never all rows"),
+            _ => assert_eq!(r.unwrap()[0].get::<_, i64>(0), 0, "no identity ({identity:?}) sees no rows"),
         }
         tx.rollback().await.unwrap();
     }
@@ -250,16 +132,9 @@ async fn identity_never_outlives_its_transaction_under_random_cancellation() {
     let mut s = common::settings();
     s.pool.size = 1;
     let t = TestDb::with_settings(s).await;
-    let (a, b) = (
-        t.user("ia@example.com").await,
-        t.user("ib@example.com").await,
-    );
+    let (a, b) = (t.user("ia@example.com").await, t.user("ib@example.com").await);
     for (u, title) in [(a, "only a"), (b, "only b")] {
-        t.db.user(u)
-            .tasks()
-            .create(&NewTask::new(title).unwrap())
-            .await
-            .unwrap();
+        t.db.user(u).tasks().create(&NewTask::new(title).unwrap()).await.unwrap();
     }
     let (mut completed, mut cancelled) = (0, 0);
     let mut seed: u64 = 0x9e3779b97f4a7c15;
@@ -275,17 +150,9 @@ async fn identity_never_outlives_its_transaction_under_random_cancellation() {
                 scope
                     .query("select user_id, title from tasks", &[])
                     .await
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|r| r.get::<_, uuid::Uuid>(0))
-                            .collect::<Vec<_>>()
-                    })
+                    .map(|rows| rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)).collect::<Vec<_>>())
             } else {
-                scope
-                    .tasks()
-                    .list(&TaskFilter::default())
-                    .await
-                    .map(|p| p.items.iter().map(|t| t.user_id.0).collect())
+                scope.tasks().list(&TaskFilter::default()).await.map(|p| p.items.iter().map(|t| t.user_id.0).collect())
             }
         };
         match tokio::time::timeout(timeout, op).await {
@@ -303,76 +170,41 @@ async fn identity_never_outlives_its_transaction_under_random_cancellation() {
                 .query("select count(*) from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'", &[])
                 .await
                 .unwrap();
-            assert_eq!(
-                open[0].get::<_, i64>(0),
-                0,
-                "no connection parked inside a transaction"
-            );
+            assert_eq!(open[0].get::<_, i64>(0), 0, "no connection parked inside a transaction");
         }
     }
-    assert!(
-        completed > 1000 && cancelled > 100,
-        "both paths exercised: {completed} completed, {cancelled} cancelled"
-    );
+    assert!(completed > 1000 && cancelled > 100, "both paths exercised: {completed} completed, {cancelled} cancelled");
     let settings =
-        t.db.admin()
-            .query(
-                "select current_setting('app.user_id', true), current_user::text",
-                &[],
-            )
-            .await
-            .unwrap();
+        t.db.admin().query("select current_setting('app.user_id', true), current_user::text", &[]).await.unwrap();
     let leftover: Option<String> = settings[0].get(0);
-    assert!(
-        leftover.unwrap_or_default().is_empty(),
-        "no identity left on the session"
-    );
+    assert!(leftover.unwrap_or_default().is_empty(), "no identity left on the session");
 }
 
 #[tokio::test]
 async fn the_posture_check_names_a_table_without_rls_and_a_role_with_bypassrls() {
     let t = TestDb::new().await;
     let ok = posture::check(&t.db).await.unwrap();
-    assert!(
-        ok.iter().all(|f| f.ok),
-        "{:?}",
-        ok.iter().filter(|f| !f.ok).collect::<Vec<_>>()
-    );
+    assert!(ok.iter().all(|f| f.ok), "{:?}", ok.iter().filter(|f| !f.ok).collect::<Vec<_>>());
 
-    t.db.admin()
-        .batch("alter table tags disable row level security")
-        .await
-        .unwrap();
+    t.db.admin().batch("alter table tags disable row level security").await.unwrap();
     let findings = posture::check(&t.db).await.unwrap();
     let bad: Vec<_> = findings.iter().filter(|f| !f.ok).collect();
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!(bad[0].object, "table tags");
-    assert!(bad[0]
-        .detail
-        .contains("alter table tags enable row level security"));
+    assert!(bad[0].detail.contains("alter table tags enable row level security"));
 
     // A throwaway role stands in for the app role, so the shared todo_app is never weakened.
     let probe = format!("todo_probe_{}", uuid::Uuid::now_v7().simple());
     t.db.admin()
-        .batch(&format!(
-            "create role {probe} nologin bypassrls; grant select on tasks to {probe}"
-        ))
+        .batch(&format!("create role {probe} nologin bypassrls; grant select on tasks to {probe}"))
         .await
         .unwrap();
     let findings = posture::check_role(&t.db, &probe).await.unwrap();
-    t.db.admin()
-        .batch(&format!("drop owned by {probe}; drop role {probe}"))
-        .await
-        .unwrap();
-    let role_bad: Vec<_> = findings
-        .iter()
-        .filter(|f| !f.ok && f.object == format!("role {probe}"))
-        .collect();
+    t.db.admin().batch(&format!("drop owned by {probe}; drop role {probe}")).await.unwrap();
+    let role_bad: Vec<_> = findings.iter().filter(|f| !f.ok && f.object == format!("role {probe}")).collect();
     assert_eq!(role_bad.len(), 1, "{findings:?}");
     assert_eq!(role_bad[0].check, "no BYPASSRLS");
-    assert!(role_bad[0]
-        .detail
-        .contains(&format!("alter role {probe} nobypassrls")));
+    assert!(role_bad[0].detail.contains(&format!("alter role {probe} nobypassrls")));
 }
 
 #[tokio::test]
@@ -386,15 +218,8 @@ async fn a_view_without_security_invoker_and_an_unpinned_definer_function_are_fi
         .await
         .unwrap();
     let findings = posture::check(&t.db).await.unwrap();
-    let bad: Vec<String> = findings
-        .iter()
-        .filter(|f| !f.ok)
-        .map(|f| f.object.clone())
-        .collect();
-    assert_eq!(
-        bad,
-        vec!["view leaky".to_string(), "function peek()".to_string()]
-    );
+    let bad: Vec<String> = findings.iter().filter(|f| !f.ok).map(|f| f.object.clone()).collect();
+    assert_eq!(bad, vec!["view leaky".to_string(), "function peek()".to_string()]);
     t.db.admin().batch("alter view leaky set (security_invoker = true); alter function peek() set search_path = pg_catalog, public").await.unwrap();
     assert!(posture::check(&t.db).await.unwrap().iter().all(|f| f.ok));
 }
@@ -403,75 +228,34 @@ async fn a_view_without_security_invoker_and_an_unpinned_definer_function_are_fi
 async fn login_with_argon2id_and_the_same_answer_for_unknown_email_and_wrong_password() {
     let t = TestDb::new().await;
     let u = t.user("login@example.com").await;
-    security::set_password(&t.db.user(u), "correct horse battery", &client())
-        .await
-        .unwrap();
+    security::set_password(&t.db.user(u), "correct horse battery", &client()).await.unwrap();
     let stored: String =
-        t.db.admin()
-            .query("select password_hash from users where id = $1", &[&u.0])
-            .await
-            .unwrap()[0]
-            .get(0);
+        t.db.admin().query("select password_hash from users where id = $1", &[&u.0]).await.unwrap()[0].get(0);
     assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     let policy = LockoutPolicy::default();
     assert_eq!(
-        security::login(
-            &t.db,
-            "LOGIN@example.com",
-            "correct horse battery",
-            &client(),
-            &policy
-        )
-        .await
-        .unwrap(),
+        security::login(&t.db, "LOGIN@example.com", "correct horse battery", &client(), &policy).await.unwrap(),
         u
     );
 
     let started = Instant::now();
-    let wrong = security::login(
-        &t.db,
-        "login@example.com",
-        "wrong horse battery",
-        &client(),
-        &policy,
-    )
-    .await
-    .unwrap_err();
+    let wrong =
+        security::login(&t.db, "login@example.com", "wrong horse battery", &client(), &policy).await.unwrap_err();
     let wrong_took = started.elapsed();
     let started = Instant::now();
-    let unknown = security::login(
-        &t.db,
-        "nobody@example.com",
-        "wrong horse battery",
-        &client(),
-        &policy,
-    )
-    .await
-    .unwrap_err();
+    let unknown =
+        security::login(&t.db, "nobody@example.com", "wrong horse battery", &client(), &policy).await.unwrap_err();
     let unknown_took = started.elapsed();
-    assert!(
-        matches!(wrong, Error::InvalidCredentials) && matches!(unknown, Error::InvalidCredentials)
-    );
+    assert!(matches!(wrong, Error::InvalidCredentials) && matches!(unknown, Error::InvalidCredentials));
     assert_eq!(wrong.to_string(), unknown.to_string());
     assert!(
         unknown_took * 3 > wrong_took,
         "unknown email also pays for a hash check: {unknown_took:?} vs {wrong_took:?}"
     );
 
-    let evs = events::list(
-        &t.db,
-        &EventFilter {
-            user: Some(u.0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let evs = events::list(&t.db, &EventFilter { user: Some(u.0), ..Default::default() }).await.unwrap();
     let kinds: Vec<&str> = evs.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        vec!["login_failure", "login_success", "password_changed"]
-    );
+    assert_eq!(kinds, vec!["login_failure", "login_success", "password_changed"]);
     assert_eq!(evs[1].client_addr, client().addr);
     assert_eq!(evs[1].user_agent.as_deref(), Some("tests/1.0"));
 }
@@ -481,59 +265,25 @@ async fn a_legacy_bcrypt_hash_logs_in_once_and_is_rehashed_to_argon2id() {
     let t = TestDb::new().await;
     let u = t.user("legacy@example.com").await;
     let legacy = bcrypt::hash("from-the-python-days", 4).unwrap();
-    t.db.admin()
-        .query(
-            "update users set password_hash = $1 where id = $2",
-            &[&legacy, &u.0],
-        )
-        .await
-        .unwrap();
+    t.db.admin().query("update users set password_hash = $1 where id = $2", &[&legacy, &u.0]).await.unwrap();
     let policy = LockoutPolicy::default();
     assert_eq!(
-        security::login(
-            &t.db,
-            "legacy@example.com",
-            "from-the-python-days",
-            &client(),
-            &policy
-        )
-        .await
-        .unwrap(),
+        security::login(&t.db, "legacy@example.com", "from-the-python-days", &client(), &policy).await.unwrap(),
         u
     );
     let stored: String =
-        t.db.admin()
-            .query("select password_hash from users where id = $1", &[&u.0])
-            .await
-            .unwrap()[0]
-            .get(0);
+        t.db.admin().query("select password_hash from users where id = $1", &[&u.0]).await.unwrap()[0].get(0);
     assert!(stored.starts_with("$argon2id$"), "re-hashed: {stored}");
     assert_eq!(
-        security::login(
-            &t.db,
-            "legacy@example.com",
-            "from-the-python-days",
-            &client(),
-            &policy
-        )
-        .await
-        .unwrap(),
+        security::login(&t.db, "legacy@example.com", "from-the-python-days", &client(), &policy).await.unwrap(),
         u
     );
 
     // bcrypt only reads 72 bytes: an 80-byte password whose first 72 bytes match must not pass.
     let long = "L".repeat(80);
     let truncated = bcrypt::hash(&long[..72], 4).unwrap();
-    t.db.admin()
-        .query(
-            "update users set password_hash = $1 where id = $2",
-            &[&truncated, &u.0],
-        )
-        .await
-        .unwrap();
-    let err = security::login(&t.db, "legacy@example.com", &long, &client(), &policy)
-        .await
-        .unwrap_err();
+    t.db.admin().query("update users set password_hash = $1 where id = $2", &[&truncated, &u.0]).await.unwrap();
+    let err = security::login(&t.db, "legacy@example.com", &long, &client(), &policy).await.unwrap_err();
     assert!(matches!(err, Error::InvalidCredentials));
 }
 
@@ -541,52 +291,22 @@ async fn a_legacy_bcrypt_hash_logs_in_once_and_is_rehashed_to_argon2id() {
 async fn repeated_failures_lock_the_account_for_the_cool_down_and_it_is_logged() {
     let t = TestDb::new().await;
     let u = t.user("locked@example.com").await;
-    security::set_password(&t.db.user(u), "the right password", &client())
-        .await
-        .unwrap();
-    let policy = LockoutPolicy {
-        max_failures: 3,
-        window: Duration::from_secs(60),
-        cooldown: Duration::from_secs(2),
-    };
+    security::set_password(&t.db.user(u), "the right password", &client()).await.unwrap();
+    let policy = LockoutPolicy { max_failures: 3, window: Duration::from_secs(60), cooldown: Duration::from_secs(2) };
     for _ in 0..3 {
-        let e = security::login(
-            &t.db,
-            "locked@example.com",
-            "not it at all",
-            &client(),
-            &policy,
-        )
-        .await
-        .unwrap_err();
+        let e = security::login(&t.db, "locked@example.com", "not it at all", &client(), &policy).await.unwrap_err();
         assert!(matches!(e, Error::InvalidCredentials));
     }
-    let locked = security::login(
-        &t.db,
-        "locked@example.com",
-        "the right password",
-        &client(),
-        &policy,
-    )
-    .await
-    .unwrap_err();
+    let locked =
+        security::login(&t.db, "locked@example.com", "the right password", &client(), &policy).await.unwrap_err();
     assert!(matches!(locked, Error::Locked { .. }), "{locked:?}");
-    let kinds: Vec<String> = events::list(
-        &t.db,
-        &EventFilter {
-            user: Some(u.0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|e| e.kind)
-    .collect();
-    assert_eq!(
-        &kinds[..3],
-        &["login_refused_locked", "lockout", "login_failure"]
-    );
+    let kinds: Vec<String> = events::list(&t.db, &EventFilter { user: Some(u.0), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(&kinds[..3], &["login_refused_locked", "lockout", "login_failure"]);
 
     let cli = assert_cmd::Command::cargo_bin("todo-db")
         .unwrap()
@@ -601,15 +321,7 @@ async fn repeated_failures_lock_the_account_for_the_cool_down_and_it_is_logged()
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(
-        security::login(
-            &t.db,
-            "locked@example.com",
-            "the right password",
-            &client(),
-            &policy
-        )
-        .await
-        .unwrap(),
+        security::login(&t.db, "locked@example.com", "the right password", &client(), &policy).await.unwrap(),
         u,
         "unlocked after the cool-down"
     );
@@ -618,127 +330,54 @@ async fn repeated_failures_lock_the_account_for_the_cool_down_and_it_is_logged()
 #[tokio::test]
 async fn tokens_are_shown_once_stored_as_digests_and_can_be_revoked_expired_and_purged() {
     let t = TestDb::new().await;
-    let (a, b) = (
-        t.user("tok@example.com").await,
-        t.user("other@example.com").await,
-    );
+    let (a, b) = (t.user("tok@example.com").await, t.user("other@example.com").await);
     let sa = t.db.user(a);
-    let issued = tokens::issue(&sa, "cli", Duration::from_secs(3600), &client())
-        .await
-        .unwrap();
+    let issued = tokens::issue(&sa, "cli", Duration::from_secs(3600), &client()).await.unwrap();
     let token = issued.token.expose().clone();
-    assert!(
-        !format!("{issued:?}").contains(&token),
-        "Debug never shows the token"
-    );
+    assert!(!format!("{issued:?}").contains(&token), "Debug never shows the token");
     let stored: Vec<u8> =
-        t.db.admin()
-            .query(
-                "select token_hash from api_tokens where id = $1",
-                &[&issued.id],
-            )
-            .await
-            .unwrap()[0]
-            .get(0);
+        t.db.admin().query("select token_hash from api_tokens where id = $1", &[&issued.id]).await.unwrap()[0].get(0);
     assert_eq!(stored.len(), 32);
     assert_ne!(stored, token.as_bytes());
-    let everything =
-        t.db.admin()
-            .query("select row_to_json(t)::text from api_tokens t", &[])
-            .await
-            .unwrap();
-    assert!(
-        everything
-            .iter()
-            .all(|r| !r.get::<_, String>(0).contains(&token)),
-        "the token itself is stored nowhere"
-    );
+    let everything = t.db.admin().query("select row_to_json(t)::text from api_tokens t", &[]).await.unwrap();
+    assert!(everything.iter().all(|r| !r.get::<_, String>(0).contains(&token)), "the token itself is stored nowhere");
 
-    let scope = tokens::authenticate(&t.db, &token, &client())
-        .await
-        .unwrap();
+    let scope = tokens::authenticate(&t.db, &token, &client()).await.unwrap();
     assert_eq!(scope.user_id(), a);
     let listed = tokens::list(&sa).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].last_used_at.is_some());
-    assert!(
-        tokens::list(&t.db.user(b)).await.unwrap().is_empty(),
-        "B does not see A's tokens"
-    );
-    assert!(matches!(
-        tokens::revoke(&t.db.user(b), issued.id, &client()).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(tokens::list(&t.db.user(b)).await.unwrap().is_empty(), "B does not see A's tokens");
+    assert!(matches!(tokens::revoke(&t.db.user(b), issued.id, &client()).await, Err(Error::NotFound { .. })));
 
-    assert!(matches!(
-        tokens::authenticate(&t.db, "tdb_forged", &client()).await,
-        Err(Error::Unauthorized)
-    ));
+    assert!(matches!(tokens::authenticate(&t.db, "tdb_forged", &client()).await, Err(Error::Unauthorized)));
     tokens::revoke(&sa, issued.id, &client()).await.unwrap();
-    assert!(matches!(
-        tokens::authenticate(&t.db, &token, &client()).await,
-        Err(Error::Unauthorized)
-    ));
+    assert!(matches!(tokens::authenticate(&t.db, &token, &client()).await, Err(Error::Unauthorized)));
 
-    let short = tokens::issue(&sa, "short", Duration::from_secs(1), &client())
-        .await
-        .unwrap();
-    let other = tokens::issue(&sa, "other", Duration::from_secs(3600), &client())
-        .await
-        .unwrap();
+    let short = tokens::issue(&sa, "short", Duration::from_secs(1), &client()).await.unwrap();
+    let other = tokens::issue(&sa, "other", Duration::from_secs(3600), &client()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
-        matches!(
-            tokens::authenticate(&t.db, short.token.expose(), &client()).await,
-            Err(Error::Unauthorized)
-        ),
+        matches!(tokens::authenticate(&t.db, short.token.expose(), &client()).await, Err(Error::Unauthorized)),
         "expired"
     );
-    assert_eq!(
-        tokens::revoke_all(&sa, &client()).await.unwrap(),
-        2,
-        "the live and the expired-but-unrevoked"
-    );
-    assert!(matches!(
-        tokens::authenticate(&t.db, other.token.expose(), &client()).await,
-        Err(Error::Unauthorized)
-    ));
-    assert_eq!(
-        tokens::purge_expired(&t.db, Duration::ZERO).await.unwrap(),
-        3
-    );
+    assert_eq!(tokens::revoke_all(&sa, &client()).await.unwrap(), 2, "the live and the expired-but-unrevoked");
+    assert!(matches!(tokens::authenticate(&t.db, other.token.expose(), &client()).await, Err(Error::Unauthorized)));
+    assert_eq!(tokens::purge_expired(&t.db, Duration::ZERO).await.unwrap(), 3);
     assert!(tokens::list(&sa).await.unwrap().is_empty());
 
-    let kinds: Vec<String> = events::list(
-        &t.db,
-        &EventFilter {
-            user: Some(a.0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|e| e.kind)
-    .collect();
+    let kinds: Vec<String> = events::list(&t.db, &EventFilter { user: Some(a.0), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     for k in ["token_issued", "token_used", "token_revoked"] {
         assert!(kinds.iter().any(|x| x == k), "{k} logged: {kinds:?}");
     }
-    let rejected = events::list(
-        &t.db,
-        &EventFilter {
-            kind: Some(EventKind::TokenRejected),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let rejected =
+        events::list(&t.db, &EventFilter { kind: Some(EventKind::TokenRejected), ..Default::default() }).await.unwrap();
     assert!(rejected.len() >= 3);
-    let own = events::list_own(&t.db.user(b), &EventFilter::default())
-        .await
-        .unwrap();
-    assert!(
-        own.iter().all(|e| e.user_id == Some(b.0)),
-        "a user reads only their own events"
-    );
+    let own = events::list_own(&t.db.user(b), &EventFilter::default()).await.unwrap();
+    assert!(own.iter().all(|e| e.user_id == Some(b.0)), "a user reads only their own events");
 }

@@ -19,12 +19,8 @@ async fn a_task_is_created_read_patched_completed_reopened_and_deleted() {
     let tasks = tasks.tasks();
 
     let due = OffsetDateTime::now_utc() + Duration::days(2);
-    let new = NewTask::new("  Buy milk  ")
-        .unwrap()
-        .priority(Priority::High)
-        .due_at(due)
-        .description("2 litres")
-        .unwrap();
+    let new =
+        NewTask::new("  Buy milk  ").unwrap().priority(Priority::High).due_at(due).description("2 litres").unwrap();
     let created = tasks.create(&new).await.unwrap();
     assert_eq!(created.id, new.id);
     assert_eq!(created.title, "Buy milk");
@@ -44,32 +40,20 @@ async fn a_task_is_created_read_patched_completed_reopened_and_deleted() {
         .await
         .unwrap();
     assert_eq!(patched.title, "Buy oat milk");
-    assert_eq!(
-        patched.description, "2 litres",
-        "fields not in the patch stay"
-    );
+    assert_eq!(patched.description, "2 litres", "fields not in the patch stay");
     assert_eq!(patched.due_at, None, "Some(None) clears the due date");
     assert!(patched.updated_at >= created.updated_at);
 
     let done = tasks.complete(created.id).await.unwrap();
     assert!(done.completed && done.completed_at.is_some());
     let again = tasks.complete(created.id).await.unwrap();
-    assert_eq!(
-        again.completed_at, done.completed_at,
-        "completing twice keeps the first completion time"
-    );
+    assert_eq!(again.completed_at, done.completed_at, "completing twice keeps the first completion time");
     let open = tasks.reopen(created.id).await.unwrap();
     assert!(!open.completed && open.completed_at.is_none());
 
     tasks.delete(created.id).await.unwrap();
-    assert!(matches!(
-        tasks.get(created.id).await,
-        Err(Error::NotFound { entity: "task" })
-    ));
-    assert!(matches!(
-        tasks.delete(created.id).await,
-        Err(Error::NotFound { entity: "task" })
-    ));
+    assert!(matches!(tasks.get(created.id).await, Err(Error::NotFound { entity: "task" })));
+    assert!(matches!(tasks.delete(created.id).await, Err(Error::NotFound { entity: "task" })));
 }
 
 #[tokio::test]
@@ -80,25 +64,8 @@ async fn retrying_a_create_with_the_same_id_never_makes_two_tasks() {
     let new = NewTask::new("once").unwrap();
     s.tasks().create(&new).await.unwrap();
     let err = s.tasks().create(&new).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Conflict {
-                constraint: "tasks_pkey",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        s.tasks()
-            .list(&TaskFilter::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert!(matches!(err, Error::Conflict { constraint: "tasks_pkey", .. }), "{err:?}");
+    assert_eq!(s.tasks().list(&TaskFilter::default()).await.unwrap().items.len(), 1);
 }
 
 #[tokio::test]
@@ -109,9 +76,7 @@ async fn listing_filters_sorts_and_pages_with_a_stable_cursor() {
     let now = OffsetDateTime::now_utc();
     let mut batch = Vec::new();
     for i in 0..23 {
-        let mut n = NewTask::new(&format!("task {i:02}"))
-            .unwrap()
-            .priority(Priority::ALL[i % 4]);
+        let mut n = NewTask::new(&format!("task {i:02}")).unwrap().priority(Priority::ALL[i % 4]);
         if i % 3 != 0 {
             n = n.due_at(now + Duration::hours(i as i64 - 10));
         }
@@ -123,29 +88,13 @@ async fn listing_filters_sorts_and_pages_with_a_stable_cursor() {
     assert_eq!(s.tasks().create_many(&batch).await.unwrap(), 23);
     let done: Vec<TaskId> = batch.iter().take(5).map(|n| n.id).collect();
     assert_eq!(s.tasks().complete_many(&done).await.unwrap(), 5);
-    assert_eq!(
-        s.tasks().complete_many(&done).await.unwrap(),
-        0,
-        "already complete"
-    );
-    s.tasks()
-        .tag(batch[10].id, &[tag("Home"), tag("urgent-ish")])
-        .await
-        .unwrap();
+    assert_eq!(s.tasks().complete_many(&done).await.unwrap(), 0, "already complete");
+    s.tasks().tag(batch[10].id, &[tag("Home"), tag("urgent-ish")]).await.unwrap();
     s.tasks().tag(batch[11].id, &[tag("home")]).await.unwrap();
 
-    for sort in [
-        TaskSort::Created,
-        TaskSort::Updated,
-        TaskSort::Due,
-        TaskSort::Priority,
-    ] {
+    for sort in [TaskSort::Created, TaskSort::Updated, TaskSort::Due, TaskSort::Priority] {
         let mut seen = Vec::new();
-        let mut filter = TaskFilter {
-            sort,
-            limit: Some(5),
-            ..Default::default()
-        };
+        let mut filter = TaskFilter { sort, limit: Some(5), ..Default::default() };
         loop {
             let page = s.tasks().list(&filter).await.unwrap();
             seen.extend(page.items.iter().cloned());
@@ -170,98 +119,29 @@ async fn listing_filters_sorts_and_pages_with_a_stable_cursor() {
         assert!(ordered, "{sort:?} order holds across pages");
     }
 
-    let open = s
-        .tasks()
-        .list(&TaskFilter {
-            completed: Some(false),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let open = s.tasks().list(&TaskFilter { completed: Some(false), ..Default::default() }).await.unwrap();
     assert_eq!(open.items.len(), 18);
-    let urgent = s
-        .tasks()
-        .list(&TaskFilter {
-            priority: Some(Priority::Urgent),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let urgent = s.tasks().list(&TaskFilter { priority: Some(Priority::Urgent), ..Default::default() }).await.unwrap();
     assert!(urgent.items.iter().all(|t| t.priority == Priority::Urgent) && urgent.items.len() == 5);
-    let overdue = s
-        .tasks()
-        .list(&TaskFilter {
-            due_before: Some(now),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let overdue = s.tasks().list(&TaskFilter { due_before: Some(now), ..Default::default() }).await.unwrap();
     assert!(overdue.items.iter().all(|t| t.due_at.unwrap() < now) && !overdue.items.is_empty());
-    let later = s
-        .tasks()
-        .list(&TaskFilter {
-            due_after: Some(now),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        overdue.items.len() + later.items.len(),
-        15,
-        "every task with a due date is before or after now"
-    );
-    let home = s
-        .tasks()
-        .list(&TaskFilter {
-            tag: Some("HOME".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let later = s.tasks().list(&TaskFilter { due_after: Some(now), ..Default::default() }).await.unwrap();
+    assert_eq!(overdue.items.len() + later.items.len(), 15, "every task with a due date is before or after now");
+    let home = s.tasks().list(&TaskFilter { tag: Some("HOME".into()), ..Default::default() }).await.unwrap();
     assert_eq!(home.items.len(), 2, "tag filter ignores case");
-    let literal = s
-        .tasks()
-        .list(&TaskFilter {
-            search: Some("100%_lit".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let literal = s.tasks().list(&TaskFilter { search: Some("100%_lit".into()), ..Default::default() }).await.unwrap();
     assert_eq!(literal.items.len(), 1, "% and _ in a search are literal");
-    let by_title = s
-        .tasks()
-        .list(&TaskFilter {
-            search: Some("TASK 1".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let by_title = s.tasks().list(&TaskFilter { search: Some("TASK 1".into()), ..Default::default() }).await.unwrap();
     assert_eq!(by_title.items.len(), 10, "task 1, 10..19");
 
-    let bad = s
-        .tasks()
-        .list(&TaskFilter {
-            limit: Some(0),
-            ..Default::default()
-        })
-        .await;
+    let bad = s.tasks().list(&TaskFilter { limit: Some(0), ..Default::default() }).await;
     assert!(matches!(bad, Err(Error::Validation { field: "limit", .. })));
     let wrong_sort = TaskFilter {
         sort: TaskSort::Due,
-        after: Some(Cursor {
-            sort: TaskSort::Created,
-            key: "x".into(),
-            id: uuid::Uuid::nil(),
-        }),
+        after: Some(Cursor { sort: TaskSort::Created, key: "x".into(), id: uuid::Uuid::nil() }),
         ..Default::default()
     };
-    assert!(matches!(
-        s.tasks().list(&wrong_sort).await,
-        Err(Error::Validation {
-            field: "cursor",
-            ..
-        })
-    ));
+    assert!(matches!(s.tasks().list(&wrong_sort).await, Err(Error::Validation { field: "cursor", .. })));
 }
 
 #[tokio::test]
@@ -269,144 +149,61 @@ async fn tags_are_unique_per_user_ignoring_case_and_attach_and_detach() {
     let t = TestDb::new().await;
     let u = t.user("tagger@example.com").await;
     let s = t.db.user(u);
-    let work = s
-        .tags()
-        .create(&tag("Work"), Some(&Color::parse("#1E90FF").unwrap()))
-        .await
-        .unwrap();
+    let work = s.tags().create(&tag("Work"), Some(&Color::parse("#1E90FF").unwrap())).await.unwrap();
     assert_eq!(work.color.as_deref(), Some("#1e90ff"));
     let dup = s.tags().create(&tag("work"), None).await.unwrap_err();
-    assert!(
-        matches!(
-            dup,
-            Error::Conflict {
-                field: "tag",
-                constraint: "tags_user_name_key"
-            }
-        ),
-        "{dup:?}"
-    );
+    assert!(matches!(dup, Error::Conflict { field: "tag", constraint: "tags_user_name_key" }), "{dup:?}");
 
-    let task = s
-        .tasks()
-        .create(&NewTask::new("Report").unwrap())
-        .await
-        .unwrap();
-    let tagged = s
-        .tasks()
-        .tag(task.id, &[tag("WORK"), tag("q4")])
-        .await
-        .unwrap();
+    let task = s.tasks().create(&NewTask::new("Report").unwrap()).await.unwrap();
+    let tagged = s.tasks().tag(task.id, &[tag("WORK"), tag("q4")]).await.unwrap();
     assert_eq!(tagged.tags, vec!["q4".to_string(), "Work".to_string()]);
-    assert_eq!(
-        s.tags().list().await.unwrap().len(),
-        2,
-        "WORK reused Work; q4 was created"
-    );
+    assert_eq!(s.tags().list().await.unwrap().len(), 2, "WORK reused Work; q4 was created");
     let again = s.tasks().tag(task.id, &[tag("work")]).await.unwrap();
     assert_eq!(again.tags.len(), 2, "attaching twice is a no-op");
 
     let renamed = s.tags().rename(work.id, &tag("Job")).await.unwrap();
     assert_eq!(renamed.name, "Job");
-    assert_eq!(
-        s.tasks().get(task.id).await.unwrap().tags,
-        vec!["Job".to_string(), "q4".to_string()]
-    );
+    assert_eq!(s.tasks().get(task.id).await.unwrap().tags, vec!["Job".to_string(), "q4".to_string()]);
     let untagged = s.tasks().untag(task.id, &tag("JOB")).await.unwrap();
     assert_eq!(untagged.tags, vec!["q4".to_string()]);
-    let q4 = s
-        .tags()
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|g| g.name == "q4")
-        .unwrap();
+    let q4 = s.tags().list().await.unwrap().into_iter().find(|g| g.name == "q4").unwrap();
     s.tags().delete(q4.id).await.unwrap();
-    assert!(
-        s.tasks().get(task.id).await.unwrap().tags.is_empty(),
-        "deleting a tag detaches it"
-    );
+    assert!(s.tasks().get(task.id).await.unwrap().tags.is_empty(), "deleting a tag detaches it");
 
     let missing = s.tasks().tag(TaskId::new(), &[tag("x")]).await.unwrap_err();
-    assert!(
-        matches!(missing, Error::NotFound { entity: "task" }),
-        "{missing:?}"
-    );
-    assert!(
-        s.tags().list().await.unwrap().iter().all(|g| g.name != "x"),
-        "nothing half-written"
-    );
+    assert!(matches!(missing, Error::NotFound { entity: "task" }), "{missing:?}");
+    assert!(s.tags().list().await.unwrap().iter().all(|g| g.name != "x"), "nothing half-written");
 }
 
 #[tokio::test]
 async fn users_are_unique_by_email_ignoring_case_and_deleting_cascades() {
     let t = TestDb::new().await;
     let admin = t.db.admin();
-    let bob = admin
-        .users()
-        .create(&NewUser::new("Bob@Example.com", "Bob").unwrap())
-        .await
-        .unwrap();
-    let dup = admin
-        .users()
-        .create(&NewUser::new("bob@example.COM", "Other").unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            dup,
-            Error::Conflict {
-                field: "email",
-                constraint: "users_email_key"
-            }
-        ),
-        "{dup:?}"
-    );
-    assert_eq!(
-        admin
-            .users()
-            .find_by_email("BOB@example.com")
-            .await
-            .unwrap()
-            .id,
-        bob.id
-    );
+    let bob = admin.users().create(&NewUser::new("Bob@Example.com", "Bob").unwrap()).await.unwrap();
+    let dup = admin.users().create(&NewUser::new("bob@example.COM", "Other").unwrap()).await.unwrap_err();
+    assert!(matches!(dup, Error::Conflict { field: "email", constraint: "users_email_key" }), "{dup:?}");
+    assert_eq!(admin.users().find_by_email("BOB@example.com").await.unwrap().id, bob.id);
 
     let s = t.db.user(bob.id);
     let me = s
         .profile()
-        .update(&UserPatch {
-            display_name: Some(DisplayName::parse("Robert").unwrap()),
-            ..Default::default()
-        })
+        .update(&UserPatch { display_name: Some(DisplayName::parse("Robert").unwrap()), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(me.display_name, "Robert");
     assert_eq!(s.profile().get().await.unwrap().email, "Bob@Example.com");
     s.tasks().create(&NewTask::new("t").unwrap()).await.unwrap();
-    s.tasks()
-        .tag(
-            s.tasks()
-                .create(&NewTask::new("u").unwrap())
-                .await
-                .unwrap()
-                .id,
-            &[tag("x")],
+    s.tasks().tag(s.tasks().create(&NewTask::new("u").unwrap()).await.unwrap().id, &[tag("x")]).await.unwrap();
+    s.profile().delete().await.unwrap();
+    assert!(matches!(admin.users().get(bob.id).await, Err(Error::NotFound { .. })));
+    let left = admin
+        .query(
+            "select (select count(*) from tasks) + (select count(*) from tags) + (select count(*) from task_tags)",
+            &[],
         )
         .await
         .unwrap();
-    s.profile().delete().await.unwrap();
-    assert!(matches!(
-        admin.users().get(bob.id).await,
-        Err(Error::NotFound { .. })
-    ));
-    let left = admin.query("select (select count(*) from tasks) + (select count(*) from tags) + (select count(*) from task_tags)", &[]).await.unwrap();
-    assert_eq!(
-        left[0].get::<_, i64>(0),
-        0,
-        "tasks, tags and links went with the user"
-    );
+    assert_eq!(left[0].get::<_, i64>(0), 0, "tasks, tags and links went with the user");
 }
 
 #[tokio::test]
@@ -418,90 +215,40 @@ async fn constraint_violations_become_typed_errors_and_write_nothing() {
     let cases: [(&str, &str, &str); 5] = [
         ("insert into tasks (id, user_id, title) values ($1, $2, ' padded ')", "title", "tasks_title_trimmed"),
         ("insert into tasks (id, user_id, title) values ($1, $2, '')", "title", "tasks_title_length"),
-        ("insert into tasks (id, user_id, title, description) values ($1, $2, 't', repeat('d', 10001))", "description", "len"),
+        (
+            "insert into tasks (id, user_id, title, description) values ($1, $2, 't', repeat('d', 10001))",
+            "description",
+            "len",
+        ),
         ("insert into tasks (id, user_id, title, completed) values ($1, $2, 't', true)", "completed_at", "matches"),
         ("insert into tags (id, user_id, name, color) values ($1, $2, 'n', 'red')", "color", "format"),
     ];
     for (sql, field, _) in cases {
         let err = s.query(sql, &[&id, &u.0]).await.unwrap_err();
-        assert!(
-            matches!(&err, Error::Validation { field: f, .. } if *f == field),
-            "{sql}: {err:?}"
-        );
+        assert!(matches!(&err, Error::Validation { field: f, .. } if *f == field), "{sql}: {err:?}");
     }
-    let n =
-        t.db.admin()
-            .query(
-                "select (select count(*) from tasks) + (select count(*) from tags)",
-                &[],
-            )
-            .await
-            .unwrap();
+    let n = t.db.admin().query("select (select count(*) from tasks) + (select count(*) from tags)", &[]).await.unwrap();
     assert_eq!(n[0].get::<_, i64>(0), 0);
     let unknown_user = t.db.user(UserId::new());
-    let err = unknown_user
-        .tasks()
-        .create(&NewTask::new("orphan").unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::NotFound { entity: "user" }) || matches!(err, Error::Database { .. }),
-        "{err:?}"
-    );
+    let err = unknown_user.tasks().create(&NewTask::new("orphan").unwrap()).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }) || matches!(err, Error::Database { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn one_user_never_sees_or_changes_another_users_rows() {
     let t = TestDb::new().await;
     let (a, b) = (t.user("a@example.com").await, t.user("b@example.com").await);
-    let task =
-        t.db.user(a)
-            .tasks()
-            .create(&NewTask::new("secret").unwrap())
-            .await
-            .unwrap();
+    let task = t.db.user(a).tasks().create(&NewTask::new("secret").unwrap()).await.unwrap();
     let sb = t.db.user(b);
-    assert!(matches!(
-        sb.tasks().get(task.id).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tasks().complete(task.id).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tasks().delete(task.id).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        sb.tasks().tag(task.id, &[tag("mine")]).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(sb
-        .tasks()
-        .list(&TaskFilter::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert_eq!(
-        sb.query("select * from tasks", &[]).await.unwrap().len(),
-        0,
-        "raw SQL still runs under RLS"
-    );
+    assert!(matches!(sb.tasks().get(task.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(sb.tasks().complete(task.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(sb.tasks().delete(task.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(sb.tasks().tag(task.id, &[tag("mine")]).await, Err(Error::NotFound { .. })));
+    assert!(sb.tasks().list(&TaskFilter::default()).await.unwrap().items.is_empty());
+    assert_eq!(sb.query("select * from tasks", &[]).await.unwrap().len(), 0, "raw SQL still runs under RLS");
     let forged = sb
-        .query(
-            "insert into tasks (id, user_id, title) values ($1, $2, 'forged')",
-            &[&uuid::Uuid::now_v7(), &a.0],
-        )
+        .query("insert into tasks (id, user_id, title) values ($1, $2, 'forged')", &[&uuid::Uuid::now_v7(), &a.0])
         .await;
-    assert!(
-        forged.is_err(),
-        "inserting with another user's id is refused"
-    );
-    assert_eq!(
-        t.db.user(a).tasks().get(task.id).await.unwrap(),
-        task,
-        "A's task unchanged"
-    );
+    assert!(forged.is_err(), "inserting with another user's id is refused");
+    assert_eq!(t.db.user(a).tasks().get(task.id).await.unwrap(), task, "A's task unchanged");
 }

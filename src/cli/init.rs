@@ -31,11 +31,7 @@ impl InitArgs {
             let mut conn = db.admin().connection().await?;
             schema::migrate(&mut conn).await?
         };
-        let demo = if self.demo {
-            load_demo(&db).await?
-        } else {
-            Vec::new()
-        };
+        let demo = if self.demo { load_demo(&db).await? } else { Vec::new() };
         let report = todo_db::verify::verify(&db).await?;
         if self.output.json {
             let out = serde_json::json!({
@@ -61,11 +57,7 @@ impl InitArgs {
             }
             print_report(&report);
         }
-        Ok(if report.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
     }
 }
 
@@ -76,10 +68,7 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
     small.size = 1;
     small.overflow = 0;
     let maintenance = target.with_database("postgres");
-    let client = match maintenance
-        .connect(small.connect_retry, small.connect_timeout)
-        .await
-    {
+    let client = match maintenance.connect(small.connect_retry, small.connect_timeout).await {
         Ok(c) => c,
         // No access to the maintenance database (common on hosted services): assume the target
         // exists; connecting to it will say clearly if it does not.
@@ -87,10 +76,7 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
         Err(e) => return Err(e.into()),
     };
     let exists = client
-        .query_opt(
-            "select 1 from pg_database where datname = $1",
-            &[&target.database],
-        )
+        .query_opt("select 1 from pg_database where datname = $1", &[&target.database])
         .await
         .context("checking whether the database exists")?
         .is_some();
@@ -98,26 +84,14 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
         return Ok(false);
     }
     client
-        .batch_execute(&format!(
-            "create database {}",
-            quote_ident(&target.database)
-        ))
+        .batch_execute(&format!("create database {}", quote_ident(&target.database)))
         .await
-        .with_context(|| {
-            format!(
-                "creating database {} (does the login have CREATEDB?)",
-                target.database
-            )
-        })?;
+        .with_context(|| format!("creating database {} (does the login have CREATEDB?)", target.database))?;
     Ok(true)
 }
 
 /// A demo account: email, display name, and tasks (title, priority, tags).
-type DemoUser = (
-    &'static str,
-    &'static str,
-    &'static [(&'static str, Priority, &'static [&'static str])],
-);
+type DemoUser = (&'static str, &'static str, &'static [(&'static str, Priority, &'static [&'static str])]);
 
 /// Demo accounts for trying todo-db by hand.
 async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
@@ -129,11 +103,7 @@ async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
                 ("Write the quarterly report", Priority::High, &["work"]),
                 ("Book dentist appointment", Priority::Medium, &["health"]),
                 ("Renew passport", Priority::Urgent, &["errands"]),
-                (
-                    "Plan the team offsite",
-                    Priority::Low,
-                    &["work", "planning"],
-                ),
+                ("Plan the team offsite", Priority::Low, &["work", "planning"]),
             ],
         ),
         (
@@ -141,11 +111,7 @@ async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
             "Bob",
             &[
                 ("Fix the bike's brakes", Priority::High, &["errands"]),
-                (
-                    "Read \"The Pragmatic Programmer\"",
-                    Priority::Low,
-                    &["reading"],
-                ),
+                ("Read \"The Pragmatic Programmer\"", Priority::Low, &["reading"]),
                 ("Call grandma", Priority::Medium, &[]),
             ],
         ),
@@ -159,14 +125,8 @@ async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
         };
         let scope = db.user(user.id);
         for (i, (title, priority, tags)) in tasks.iter().enumerate() {
-            let task = scope
-                .tasks()
-                .create(&NewTask::new(title)?.priority(*priority))
-                .await?;
-            let tags = tags
-                .iter()
-                .map(|t| TagName::parse(t))
-                .collect::<Result<Vec<_>, _>>()?;
+            let task = scope.tasks().create(&NewTask::new(title)?.priority(*priority)).await?;
+            let tags = tags.iter().map(|t| TagName::parse(t)).collect::<Result<Vec<_>, _>>()?;
             if !tags.is_empty() {
                 scope.tasks().tag(task.id, &tags).await?;
             }
@@ -198,22 +158,15 @@ impl ResetArgs {
             println!("  (and every other object owned by todo_owner, and the migration ledger)");
             return Ok(ExitCode::SUCCESS);
         }
-        let question = format!(
-            "drop ALL todo-db data in {} ({} tables/views) and re-create it?",
-            db.target(),
-            objects.len()
-        );
+        let question =
+            format!("drop ALL todo-db data in {} ({} tables/views) and re-create it?", db.target(), objects.len());
         if !confirm(&question, &self.confirm)? {
             println!("nothing changed");
             return Ok(ExitCode::from(1));
         }
         schema::drop_all(&conn).await?;
         let applied = schema::migrate(&mut conn).await?;
-        println!(
-            "dropped {} tables/views; applied {} migrations",
-            objects.len(),
-            applied.len()
-        );
+        println!("dropped {} tables/views; applied {} migrations", objects.len(), applied.len());
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -245,21 +198,11 @@ impl MigrateArgs {
             t.load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
             t.set_header(["version", "name", "state"]);
             for s in &status {
-                t.add_row([
-                    format!("{:04}", s.version),
-                    s.name.clone(),
-                    format!("{:?}", s.state).to_lowercase(),
-                ]);
+                t.add_row([format!("{:04}", s.version), s.name.clone(), format!("{:?}", s.state).to_lowercase()]);
             }
             println!("{t}");
         }
-        let clean = status
-            .iter()
-            .all(|s| s.state == schema::MigrationState::Applied);
-        Ok(if clean {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        let clean = status.iter().all(|s| s.state == schema::MigrationState::Applied);
+        Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
     }
 }

@@ -38,22 +38,13 @@ impl LocalArgs {
                     println!("home:        {}", s.home.display());
                     println!("initialized: {}", s.initialized);
                     println!("running:     {}", s.running);
-                    println!(
-                        "port:        {}",
-                        s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
-                    );
+                    println!("port:        {}", s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()));
                     println!(
                         "binaries:    {}",
-                        s.bin_dir
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|| "not found".into())
+                        s.bin_dir.map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into())
                     );
                 }
-                Ok(if s.running {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(3)
-                })
+                Ok(if s.running { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }
             LocalCommand::Start => {
                 let r = cluster.ensure_running().await?;

@@ -1,5 +1,6 @@
 //! Command groups, one module each.
 
+mod audit;
 mod init;
 mod local;
 mod security;
@@ -109,6 +110,8 @@ enum Command {
     Local(local::LocalArgs),
     /// Security: posture check, the security event log, token clean-up.
     Security(security::SecurityArgs),
+    /// The audit trail: history, seals and their verification, time travel and restore.
+    Audit(audit::AuditArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -120,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => a.run(&settings).await,
         Command::Local(a) => a.run(&settings).await,
         Command::Security(a) => a.run(&settings).await,
+        Command::Audit(a) => a.run(&settings).await,
     }
 }
 
@@ -131,9 +135,7 @@ pub fn init_tracing(verbose: u8) {
         _ => "debug,tokio_postgres=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         builder.init();
     } else {
@@ -144,16 +146,10 @@ pub fn init_tracing(verbose: u8) {
 /// The URL for admin work: DATABASE_DIRECT_URL when set (a pooled endpoint cannot run
 /// migrations), else DATABASE_URL, else the embedded default.
 pub async fn admin_url(settings: &Settings) -> anyhow::Result<String> {
-    if let Some(u) = settings
-        .direct_url
-        .as_ref()
-        .or(settings.database_url.as_ref())
-    {
+    if let Some(u) = settings.direct_url.as_ref().or(settings.database_url.as_ref()) {
         return Ok(u.expose().clone());
     }
-    let running = todo_db::local::Cluster::new(settings.home_dir())
-        .ensure_running()
-        .await?;
+    let running = todo_db::local::Cluster::new(settings.home_dir()).ensure_running().await?;
     Ok(running.url())
 }
 
@@ -162,9 +158,7 @@ pub async fn connect_admin(settings: &Settings) -> anyhow::Result<Db> {
     let mut s = settings.clone();
     s.pool.size = 2;
     s.pool.overflow = 0;
-    Db::connect_url(&url, &s)
-        .await
-        .context("connecting for admin work")
+    Db::connect_url(&url, &s).await.context("connecting for admin work")
 }
 
 /// Asks on a terminal; elsewhere requires --yes.
@@ -174,9 +168,7 @@ pub fn confirm(question: &str, confirm: &Confirm) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "{question} needs confirmation: pass --yes (not on a terminal, so todo-db cannot ask)"
-        );
+        anyhow::bail!("{question} needs confirmation: pass --yes (not on a terminal, so todo-db cannot ask)");
     }
     print!("{question} [y/N] ");
     std::io::stdout().flush()?;

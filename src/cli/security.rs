@@ -59,55 +59,28 @@ impl SecurityArgs {
                 let findings = posture::check(&db).await?;
                 let ok = findings.iter().all(|f| f.ok);
                 if out.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({"ok": ok, "findings": findings})
-                        )?
-                    );
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "findings": findings}))?);
                 } else {
                     let mut t = Table::new();
                     t.load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
                     t.set_header(["object", "check", "status", "detail"]);
                     for f in &findings {
-                        t.add_row([
-                            f.object.as_str(),
-                            f.check,
-                            if f.ok { "ok" } else { "FAIL" },
-                            f.detail.as_str(),
-                        ]);
+                        t.add_row([f.object.as_str(), f.check, if f.ok { "ok" } else { "FAIL" }, f.detail.as_str()]);
                     }
                     println!("{t}");
                     let failed = findings.iter().filter(|f| !f.ok).count();
                     println!(
                         "security check: {}",
-                        if ok {
-                            "all ok".to_string()
-                        } else {
-                            format!("{failed} finding(s)")
-                        }
+                        if ok { "all ok".to_string() } else { format!("{failed} finding(s)") }
                     );
                 }
-                Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                })
+                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
             }
             SecurityCommand::Events(a) => {
                 let filter = EventFilter {
-                    user: a
-                        .user
-                        .as_deref()
-                        .map(UserId::parse)
-                        .transpose()?
-                        .map(|u| u.0),
+                    user: a.user.as_deref().map(UserId::parse).transpose()?.map(|u| u.0),
                     kind: a.kind.as_deref().map(EventKind::parse).transpose()?,
-                    since: a
-                        .since
-                        .as_deref()
-                        .map(|s| parse_time("since", s))
-                        .transpose()?,
+                    since: a.since.as_deref().map(|s| parse_time("since", s)).transpose()?,
                     limit: Some(a.limit),
                 };
                 let list = events::list(&db, &filter).await?;
@@ -121,12 +94,8 @@ impl SecurityArgs {
                         t.add_row([
                             e.at.to_string(),
                             e.kind.clone(),
-                            e.user_id
-                                .map(|u| u.to_string())
-                                .unwrap_or_else(|| "-".into()),
-                            e.client_addr
-                                .map(|a| a.to_string())
-                                .unwrap_or_else(|| "-".into()),
+                            e.user_id.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                            e.client_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                             e.details.to_string(),
                         ]);
                     }

@@ -24,11 +24,7 @@ impl VerifyArgs {
         } else {
             print_report(&report);
         }
-        Ok(if report.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
     }
 }
 
@@ -48,9 +44,6 @@ pub fn print_report(report: &Report) {
     if failed == 0 {
         println!("verify: all {} components ok", report.components.len());
     } else {
-        println!(
-            "verify: {failed} of {} components FAILED",
-            report.components.len()
-        );
+        println!("verify: {failed} of {} components FAILED", report.components.len());
     }
 }

@@ -56,10 +56,7 @@ impl Db {
     pub async fn connect(settings: &Settings) -> Result<Db> {
         let url = match &settings.database_url {
             Some(url) => url.expose().clone(),
-            None => crate::local::Cluster::new(settings.home_dir())
-                .ensure_running()
-                .await?
-                .url(),
+            None => crate::local::Cluster::new(settings.home_dir()).ensure_running().await?.url(),
         };
         Self::connect_url(&url, settings).await
     }
@@ -74,10 +71,7 @@ impl Db {
     }
 
     fn from_target(target: Target, settings: PoolSettings) -> Result<Db> {
-        let manager = pool::Manager {
-            target: target.clone(),
-            settings: settings.clone(),
-        };
+        let manager = pool::Manager { target: target.clone(), settings: settings.clone() };
         let pool = pool::Pool::builder(manager)
             .max_size(settings.max_size())
             .timeouts(Timeouts {
@@ -92,14 +86,7 @@ impl Db {
             .build()
             .map_err(|e| Error::Config(format!("pool: {e}")))?;
         let reaper = tokio::spawn(reap_overflow(pool.clone(), settings.clone()));
-        Ok(Db {
-            inner: Arc::new(Inner {
-                pool,
-                target,
-                settings,
-                reaper,
-            }),
-        })
+        Ok(Db { inner: Arc::new(Inner { pool, target, settings, reaper }) })
     }
 
     /// Work for one user: every statement runs under RLS as that user, in one transaction.
@@ -125,12 +112,7 @@ impl Db {
 
     pub fn pool_status(&self) -> PoolStatus {
         let s = self.inner.pool.status();
-        PoolStatus {
-            max_size: s.max_size,
-            open: s.size,
-            idle: s.available,
-            waiting: s.waiting,
-        }
+        PoolStatus { max_size: s.max_size, open: s.size, idle: s.available, waiting: s.waiting }
     }
 
     /// Closes every pooled connection; later calls fail.
@@ -154,11 +136,9 @@ impl Db {
                 reason: "the pool is closed".into(),
                 source: None,
             },
-            other => Error::Unavailable {
-                target: self.inner.target.to_string(),
-                reason: other.to_string(),
-                source: None,
-            },
+            other => {
+                Error::Unavailable { target: self.inner.target.to_string(), reason: other.to_string(), source: None }
+            }
         })
     }
 
@@ -175,16 +155,13 @@ async fn reap_overflow(pool: pool::Pool, settings: PoolSettings) {
         tokio::time::sleep(every).await;
         let mut kept = 0usize;
         let removed = pool.retain(|_, m| {
-            let keep = m.age() < settings.max_lifetime
-                && (kept < settings.size || m.last_used() < settings.overflow_idle);
+            let keep =
+                m.age() < settings.max_lifetime && (kept < settings.size || m.last_used() < settings.overflow_idle);
             kept += usize::from(keep);
             keep
         });
         if !removed.removed.is_empty() {
-            tracing::debug!(
-                closed = removed.removed.len(),
-                "closed idle overflow connections"
-            );
+            tracing::debug!(closed = removed.removed.len(), "closed idle overflow connections");
         }
     }
 }
@@ -203,20 +180,11 @@ impl Admin {
     /// One statement in its own implicit transaction.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = self.db.acquire().await?;
-        let stmt = conn
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.db.map_err(e))?;
-        conn.query(&stmt, params)
-            .await
-            .map_err(|e| self.db.map_err(e))
+        let stmt = conn.prepare_cached(sql).await.map_err(|e| self.db.map_err(e))?;
+        conn.query(&stmt, params).await.map_err(|e| self.db.map_err(e))
     }
 
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>> {
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
@@ -229,9 +197,7 @@ impl Admin {
     /// Statements separated by `;`, no parameters, in one implicit transaction.
     pub async fn batch(&self, sql: &str) -> Result<()> {
         let conn = self.db.acquire().await?;
-        conn.batch_execute(sql)
-            .await
-            .map_err(|e| self.db.map_err(e))
+        conn.batch_execute(sql).await.map_err(|e| self.db.map_err(e))
     }
 
     /// A pooled connection for multi-statement owner work (a transaction, COPY).

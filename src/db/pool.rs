@@ -32,12 +32,7 @@ impl std::fmt::Display for Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Target({self}, user={}, sslmode={})",
-            self.user,
-            self.tls.mode.as_str()
-        )
+        write!(f, "Target({self}, user={}, sslmode={})", self.user, self.tls.mode.as_str())
     }
 }
 
@@ -46,7 +41,9 @@ impl Target {
     /// handled by todo-db's TLS layer; every other parameter goes to the driver.
     pub fn parse(raw: &str, pool: &PoolSettings, allow_insecure: bool) -> Result<Self> {
         let mut url = url::Url::parse(raw).map_err(|e| {
-            Error::Config(format!("DATABASE_URL is not a valid URL ({e}); expected postgresql://user:password@host:port/database"))
+            Error::Config(format!(
+                "DATABASE_URL is not a valid URL ({e}); expected postgresql://user:password@host:port/database"
+            ))
         })?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(Error::Config(format!(
@@ -68,9 +65,8 @@ impl Target {
         if !rest.is_empty() {
             url.query_pairs_mut().extend_pairs(rest);
         }
-        let mut pg = tokio_postgres::Config::from_str(url.as_str()).map_err(|e| {
-            Error::Config(format!("DATABASE_URL could not be read by the driver: {e}"))
-        })?;
+        let mut pg = tokio_postgres::Config::from_str(url.as_str())
+            .map_err(|e| Error::Config(format!("DATABASE_URL could not be read by the driver: {e}")))?;
         pg.ssl_mode(mode.driver_mode());
         pg.connect_timeout(pool.connect_timeout);
         pg.keepalives(true);
@@ -88,9 +84,7 @@ impl Target {
         let port = pg.get_ports().first().copied().unwrap_or(5432);
         let user = pg.get_user().unwrap_or("").to_string();
         if user.is_empty() {
-            return Err(Error::Config(
-                "DATABASE_URL names no user (postgresql://USER:password@host/db)".into(),
-            ));
+            return Err(Error::Config("DATABASE_URL names no user (postgresql://USER:password@host/db)".into()));
         }
         let database = pg.get_dbname().unwrap_or(&user).to_string();
         let local = is_local_host(&host);
@@ -100,14 +94,7 @@ impl Target {
                  (or verify-full), or set TODO_DB_ALLOW_INSECURE=1 if the network is trusted"
             )));
         }
-        Ok(Target {
-            pg,
-            tls: TlsOptions { mode, root_cert },
-            host,
-            port,
-            database,
-            user,
-        })
+        Ok(Target { pg, tls: TlsOptions { mode, root_cert }, host, port, database, user })
     }
 
     /// The same server, another database.
@@ -120,11 +107,7 @@ impl Target {
 
     /// Opens one connection, retrying transient failures with exponential backoff and jitter
     /// until `retry_for` has passed (a suspended Neon compute takes a moment to wake).
-    pub async fn connect(
-        &self,
-        retry_for: Duration,
-        connect_timeout: Duration,
-    ) -> Result<ClientWrapper> {
+    pub async fn connect(&self, retry_for: Duration, connect_timeout: Duration) -> Result<ClientWrapper> {
         let tls = MakeRustlsConnect::new(tls::client_config(&self.tls)?);
         let deadline = Instant::now() + retry_for;
         let mut delay = Duration::from_millis(100);
@@ -155,9 +138,7 @@ impl Target {
                 }
                 _ => false,
             };
-            let jitter = Duration::from_millis(
-                rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2),
-            );
+            let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2));
             if !transient || Instant::now() + delay + jitter > deadline {
                 return Err(err);
             }
@@ -171,16 +152,9 @@ impl Target {
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
         let text = error_chain(&e);
         if text.contains("TLS") || text.contains("certificate") || text.contains("tls") {
-            let root = self
-                .tls
-                .root_cert
-                .as_ref()
-                .map(|p| format!(", sslrootcert={}", p.display()))
-                .unwrap_or_default();
-            return Error::Config(format!(
-                "TLS to {self} failed (sslmode={}{root}): {text}",
-                self.tls.mode.as_str()
-            ));
+            let root =
+                self.tls.root_cert.as_ref().map(|p| format!(", sslrootcert={}", p.display())).unwrap_or_default();
+            return Error::Config(format!("TLS to {self} failed (sslmode={}{root}): {text}", self.tls.mode.as_str()));
         }
         if let Some(db) = e.as_db_error() {
             let code = db.code().code();
@@ -218,11 +192,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 pub fn is_local_host(host: &str) -> bool {
-    host == "localhost"
-        || host.starts_with('/')
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.starts_with('/') || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Creates and recycles pooled connections.
@@ -236,9 +206,7 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<ClientWrapper> {
-        self.target
-            .connect(self.settings.connect_retry, self.settings.connect_timeout)
-            .await
+        self.target.connect(self.settings.connect_retry, self.settings.connect_timeout).await
     }
 
     /// Checks a connection before it is handed out again: closed or too old connections are
@@ -249,9 +217,7 @@ impl managed::Manager for Manager {
             return Err(RecycleError::message("connection closed"));
         }
         if metrics.age() > self.settings.max_lifetime {
-            return Err(RecycleError::message(
-                "connection reached its maximum lifetime",
-            ));
+            return Err(RecycleError::message("connection reached its maximum lifetime"));
         }
         if metrics.last_used() > self.settings.idle_check_after {
             client

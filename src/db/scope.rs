@@ -29,9 +29,10 @@ use crate::model::UserId;
 
 /// Sets the identity for the current transaction only: a session-level SET would leak to the
 /// next user of a pooled connection, and through PgBouncer in transaction mode.
-const IDENTITY: &str =
-    "select set_config('role', 'todo_app', true), set_config('app.user_id', $1, true), \
-     set_config('statement_timeout', $2, true)";
+/// The request id and reason (empty when unset) are recorded with every audit entry.
+const IDENTITY: &str = "select set_config('role', 'todo_app', true), set_config('app.user_id', $1, true), \
+     set_config('statement_timeout', $2, true), set_config('app.request_id', $3, true), \
+     set_config('app.reason', $4, true)";
 
 /// One statement of a pipelined operation.
 pub struct Stmt<'a> {
@@ -51,12 +52,22 @@ pub struct UserScope {
     db: Db,
     user: UserId,
     timeout: String,
+    request_id: String,
+    reason: String,
 }
 
 impl UserScope {
     pub(super) fn new(db: Db, user: UserId) -> Self {
         let timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
-        UserScope { db, user, timeout }
+        UserScope { db, user, timeout, request_id: String::new(), reason: String::new() }
+    }
+
+    /// The same scope, with a request id and a reason recorded in the audit log of every change
+    /// it makes (at most 200 characters each; longer ones are cut).
+    pub fn with_context(mut self, request_id: &str, reason: &str) -> Self {
+        self.request_id = request_id.chars().take(200).collect();
+        self.reason = reason.chars().take(200).collect();
+        self
     }
 
     pub fn user_id(&self) -> UserId {
@@ -70,7 +81,7 @@ impl UserScope {
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
         let user = self.user.0.to_string();
-        let params: [&(dyn ToSql + Sync); 2] = [&user, &self.timeout];
+        let params: [&(dyn ToSql + Sync); 4] = [&user, &self.timeout, &self.request_id, &self.reason];
         pipelined(&self.db, Some(&Stmt::new(IDENTITY, &params)), stmts).await
     }
 
@@ -80,34 +91,19 @@ impl UserScope {
         Ok(rows.pop().unwrap_or_default())
     }
 
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>> {
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
     /// Like [`query_opt`](Self::query_opt), but no row is `NotFound { entity }`.
-    pub async fn query_found(
-        &self,
-        entity: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row> {
-        self.query_opt(sql, params)
-            .await?
-            .ok_or(Error::NotFound { entity })
+    pub async fn query_found(&self, entity: &'static str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        self.query_opt(sql, params).await?.ok_or(Error::NotFound { entity })
     }
 }
 
 /// Sends `begin` (BEGIN and whatever must run first, one simple-protocol message), `stmts` and
 /// COMMIT in one flight, and reads every answer.
-pub(super) async fn pipelined(
-    db: &Db,
-    identity: Option<&Stmt<'_>>,
-    stmts: &[Stmt<'_>],
-) -> Result<Vec<Vec<Row>>> {
+pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
     let conn = db.acquire().await?;
     let client: &deadpool_postgres::ClientWrapper = &conn;
 
@@ -136,12 +132,7 @@ pub(super) async fn pipelined(
                 None => Ok(()),
             }
         },
-        join_all(
-            prepared[first..]
-                .iter()
-                .zip(stmts)
-                .map(|(st, s)| client.query(st, s.params))
-        ),
+        join_all(prepared[first..].iter().zip(stmts).map(|(st, s)| client.query(st, s.params))),
         client.execute(commit, &[]),
     );
 
@@ -168,13 +159,8 @@ fn check_params(st: &tokio_postgres::Statement, s: &Stmt<'_>) -> Result<()> {
     let mut buf = bytes::BytesMut::new();
     for (i, (ty, p)) in types.iter().zip(s.params).enumerate() {
         buf.clear();
-        p.to_sql_checked(ty, &mut buf).map_err(|e| {
-            Error::Internal(format!(
-                "parameter ${} ({ty}) cannot be sent: {e}: {}",
-                i + 1,
-                s.sql
-            ))
-        })?;
+        p.to_sql_checked(ty, &mut buf)
+            .map_err(|e| Error::Internal(format!("parameter ${} ({ty}) cannot be sent: {e}: {}", i + 1, s.sql)))?;
     }
     Ok(())
 }

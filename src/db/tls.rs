@@ -21,9 +21,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
 
@@ -46,8 +44,8 @@ impl SslMode {
             "verify-full" => SslMode::VerifyFull,
             other => {
                 return Err(Error::Config(format!(
-                "sslmode={other:?} is not one of disable, prefer, require, verify-ca, verify-full"
-            )))
+                    "sslmode={other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                )))
             }
         })
     }
@@ -100,10 +98,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<ClientConfig> {
         if opts.mode == SslMode::VerifyFull {
             builder.with_webpki_verifier(webpki).with_no_client_auth()
         } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                .with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(webpki))).with_no_client_auth()
         }
     } else {
         builder
@@ -122,32 +117,18 @@ fn load_roots(path: Option<&Path>) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     match path {
         Some(p) if p.as_os_str() != "system" => {
-            let pem = std::fs::read(p).map_err(|e| {
-                Error::Config(format!(
-                    "sslrootcert={}: cannot read the file: {e}",
-                    p.display()
-                ))
-            })?;
+            let pem = std::fs::read(p)
+                .map_err(|e| Error::Config(format!("sslrootcert={}: cannot read the file: {e}", p.display())))?;
             let mut reader = pem.as_slice();
             for cert in rustls_pemfile::certs(&mut reader) {
-                let cert = cert.map_err(|e| {
-                    Error::Config(format!(
-                        "sslrootcert={}: not a PEM certificate: {e}",
-                        p.display()
-                    ))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    Error::Config(format!(
-                        "sslrootcert={}: unusable certificate: {e}",
-                        p.display()
-                    ))
-                })?;
+                let cert = cert
+                    .map_err(|e| Error::Config(format!("sslrootcert={}: not a PEM certificate: {e}", p.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::Config(format!("sslrootcert={}: unusable certificate: {e}", p.display())))?;
             }
             if roots.is_empty() {
-                return Err(Error::Config(format!(
-                    "sslrootcert={}: holds no certificate",
-                    p.display()
-                )));
+                return Err(Error::Config(format!("sslrootcert={}: holds no certificate", p.display())));
             }
         }
         _ => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -168,10 +149,7 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -221,12 +199,7 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -234,12 +207,7 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

@@ -53,13 +53,10 @@ impl EventKind {
     }
 
     pub fn parse(raw: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == raw.trim())
-            .ok_or_else(|| {
-                let all: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                Error::validation("type", format!("{raw:?} is not one of {}", all.join(", ")))
-            })
+        Self::ALL.into_iter().find(|k| k.as_str() == raw.trim()).ok_or_else(|| {
+            let all: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            Error::validation("type", format!("{raw:?} is not one of {}", all.join(", ")))
+        })
     }
 }
 
@@ -84,8 +81,7 @@ pub struct EventFilter {
     pub limit: Option<i64>,
 }
 
-const LIST: &str =
-    "select id, user_id, kind, at, client_addr, user_agent, details from security_events \
+const LIST: &str = "select id, user_id, kind, at, client_addr, user_agent, details from security_events \
      where ($1::uuid is null or user_id = $1) and ($2::text is null or kind = $2) \
        and ($3::timestamptz is null or at >= $3) order by at desc, id desc limit $4";
 
@@ -112,19 +108,14 @@ fn limit(f: &EventFilter) -> Result<i64> {
 /// Events across all users (operator view).
 pub async fn list(db: &Db, f: &EventFilter) -> Result<Vec<SecurityEvent>> {
     let kind = f.kind.map(EventKind::as_str);
-    let rows = db
-        .admin()
-        .query(LIST, &[&f.user, &kind, &f.since, &limit(f)?])
-        .await?;
+    let rows = db.admin().query(LIST, &[&f.user, &kind, &f.since, &limit(f)?]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// The scope's own events (RLS).
 pub async fn list_own(scope: &UserScope, f: &EventFilter) -> Result<Vec<SecurityEvent>> {
     let kind = f.kind.map(EventKind::as_str);
-    let rows = scope
-        .query(LIST, &[&f.user, &kind, &f.since, &limit(f)?])
-        .await?;
+    let rows = scope.query(LIST, &[&f.user, &kind, &f.since, &limit(f)?]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -28,9 +28,7 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     fn user_agent(&self) -> Option<String> {
-        self.user_agent
-            .as_ref()
-            .map(|ua| ua.chars().take(512).collect())
+        self.user_agent.as_ref().map(|ua| ua.chars().take(512).collect())
     }
 }
 
@@ -45,11 +43,7 @@ pub struct LockoutPolicy {
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
-        LockoutPolicy {
-            max_failures: 5,
-            window: Duration::from_secs(15 * 60),
-            cooldown: Duration::from_secs(15 * 60),
-        }
+        LockoutPolicy { max_failures: 5, window: Duration::from_secs(15 * 60), cooldown: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -74,14 +68,7 @@ pub async fn login(
     let ua = client.user_agent();
     let Some(row) = row else {
         password::verify_async(candidate, password::dummy_hash().to_string()).await;
-        events::record_admin(
-            db,
-            None,
-            EventKind::LoginFailure,
-            client,
-            json!({"reason": "unknown email"}),
-        )
-        .await?;
+        events::record_admin(db, None, EventKind::LoginFailure, client, json!({"reason": "unknown email"})).await?;
         return Err(Error::InvalidCredentials);
     };
     let user: Uuid = row.get(0);
@@ -89,27 +76,13 @@ pub async fn login(
     let active: bool = row.get(2);
     if row.get::<_, Option<bool>>(3) == Some(true) {
         let until: time::OffsetDateTime = row.get(4);
-        events::record_admin(
-            db,
-            Some(user),
-            EventKind::LoginRefusedLocked,
-            client,
-            json!({}),
-        )
-        .await?;
+        events::record_admin(db, Some(user), EventKind::LoginRefusedLocked, client, json!({})).await?;
         return Err(Error::Locked { until });
     }
-    let verdict = password::verify_async(
-        candidate.clone(),
-        stored.unwrap_or_else(|| password::dummy_hash().to_string()),
-    )
-    .await;
+    let verdict =
+        password::verify_async(candidate.clone(), stored.unwrap_or_else(|| password::dummy_hash().to_string())).await;
     if verdict == Verified::No || !active {
-        let reason = if active {
-            "wrong password"
-        } else {
-            "inactive account"
-        };
+        let reason = if active { "wrong password" } else { "inactive account" };
         let failures: i64 = admin
             .query(
                 "with ev as (insert into security_events (id, user_id, kind, client_addr, user_agent, details) \
@@ -160,13 +133,7 @@ pub async fn set_password(scope: &UserScope, password: &str, client: &ClientInfo
             "with changed as (update users set password_hash = $1 where id = $2 returning id) \
              insert into security_events (id, user_id, kind, client_addr, user_agent) \
              select $3, id, 'password_changed', $4, $5 from changed returning 1",
-            &[
-                &hash,
-                &scope.user_id().0,
-                &Uuid::now_v7(),
-                &client.addr,
-                &client.user_agent(),
-            ],
+            &[&hash, &scope.user_id().0, &Uuid::now_v7(), &client.addr, &client.user_agent()],
         )
         .await?;
     if rows.is_empty() {

@@ -27,10 +27,7 @@ impl Password {
     /// A new password being set: at least 8 characters, at most 1024 bytes, no NUL.
     pub fn parse(raw: &str) -> Result<Self> {
         if raw.chars().count() < Self::MIN_CHARS {
-            return Err(Error::validation(
-                "password",
-                format!("must be at least {} characters", Self::MIN_CHARS),
-            ));
+            return Err(Error::validation("password", format!("must be at least {} characters", Self::MIN_CHARS)));
         }
         Self::candidate(raw)
     }
@@ -38,10 +35,7 @@ impl Password {
     /// A password offered at login: only bounded, so that a bad one costs a normal verification.
     pub fn candidate(raw: &str) -> Result<Self> {
         if raw.len() > Self::MAX_BYTES {
-            return Err(Error::validation(
-                "password",
-                format!("is longer than {} bytes", Self::MAX_BYTES),
-            ));
+            return Err(Error::validation("password", format!("is longer than {} bytes", Self::MAX_BYTES)));
         }
         if raw.contains('\0') {
             return Err(Error::validation("password", "must not contain a NUL byte"));
@@ -61,8 +55,7 @@ impl fmt::Debug for Password {
 }
 
 fn argon2() -> Argon2<'static> {
-    let params =
-        Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid Argon2 parameters");
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid Argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -90,9 +83,7 @@ pub enum Verified {
 pub fn verify(password: &Password, stored: &str) -> Verified {
     if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
         if password.expose().len() > BCRYPT_MAX_BYTES {
-            tracing::info!(
-                "password longer than 72 bytes offered for a bcrypt hash: refused, not truncated"
-            );
+            tracing::info!("password longer than 72 bytes offered for a bcrypt hash: refused, not truncated");
             return Verified::No;
         }
         return match bcrypt::non_truncating_verify(password.expose(), stored) {
@@ -103,15 +94,11 @@ pub fn verify(password: &Password, stored: &str) -> Verified {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Verified::No;
     };
-    if argon2()
-        .verify_password(password.expose().as_bytes(), &parsed)
-        .is_err()
-    {
+    if argon2().verify_password(password.expose().as_bytes(), &parsed).is_err() {
         return Verified::No;
     }
     let current = parsed.algorithm.as_str() == "argon2id"
-        && Params::try_from(&parsed)
-            .is_ok_and(|p| p.m_cost() >= MEMORY_KIB && p.t_cost() >= ITERATIONS);
+        && Params::try_from(&parsed).is_ok_and(|p| p.m_cost() >= MEMORY_KIB && p.t_cost() >= ITERATIONS);
     if current {
         Verified::Ok
     } else {
@@ -124,9 +111,7 @@ pub fn verify(password: &Password, stored: &str) -> Verified {
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        let random: String = (0..32)
-            .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
-            .collect();
+        let random: String = (0..32).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
         hash(&Password(random)).expect("hashing a generated password")
     })
 }
@@ -140,9 +125,7 @@ pub async fn hash_async(password: Password) -> Result<String> {
 
 /// [`verify`] off the async runtime.
 pub async fn verify_async(password: Password, stored: String) -> Verified {
-    tokio::task::spawn_blocking(move || verify(&password, &stored))
-        .await
-        .unwrap_or(Verified::No)
+    tokio::task::spawn_blocking(move || verify(&password, &stored)).await.unwrap_or(Verified::No)
 }
 
 #[cfg(test)]
@@ -155,10 +138,7 @@ mod tests {
         let h = hash(&p).unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert_eq!(verify(&p, &h), Verified::Ok);
-        assert_eq!(
-            verify(&Password::candidate("wrong horse").unwrap(), &h),
-            Verified::No
-        );
+        assert_eq!(verify(&Password::candidate("wrong horse").unwrap(), &h), Verified::No);
     }
 
     #[test]
@@ -168,31 +148,13 @@ mod tests {
         assert_eq!(verify(&p, &h), Verified::OkRehash);
         let long = "x".repeat(80);
         let truncated_hash = bcrypt::hash(&long[..72], 4).unwrap();
-        assert_eq!(
-            verify(&Password::candidate(&long).unwrap(), &truncated_hash),
-            Verified::No
-        );
+        assert_eq!(verify(&Password::candidate(&long).unwrap(), &truncated_hash), Verified::No);
     }
 
     #[test]
     fn passwords_are_bounded_and_never_printed() {
-        assert!(matches!(
-            Password::parse("short"),
-            Err(Error::Validation {
-                field: "password",
-                ..
-            })
-        ));
-        assert!(matches!(
-            Password::candidate(&"p".repeat(1025)),
-            Err(Error::Validation {
-                field: "password",
-                ..
-            })
-        ));
-        assert_eq!(
-            format!("{:?}", Password::parse("hunter2hunter2").unwrap()),
-            "Password(***)"
-        );
+        assert!(matches!(Password::parse("short"), Err(Error::Validation { field: "password", .. })));
+        assert!(matches!(Password::candidate(&"p".repeat(1025)), Err(Error::Validation { field: "password", .. })));
+        assert_eq!(format!("{:?}", Password::parse("hunter2hunter2").unwrap()), "Password(***)");
     }
 }

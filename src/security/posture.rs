@@ -17,18 +17,8 @@ pub struct Finding {
     pub detail: String,
 }
 
-fn finding(
-    object: impl Into<String>,
-    check: &'static str,
-    ok: bool,
-    detail: impl Into<String>,
-) -> Finding {
-    Finding {
-        object: object.into(),
-        check,
-        ok,
-        detail: detail.into(),
-    }
+fn finding(object: impl Into<String>, check: &'static str, ok: bool, detail: impl Into<String>) -> Finding {
+    Finding { object: object.into(), check, ok, detail: detail.into() }
 }
 
 /// Runs every check against the app role `todo_app`.
@@ -44,30 +34,18 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     let role = format!("role {app_role}");
 
     match conn
-        .query_opt(
-            "select rolsuper, rolbypassrls, oid from pg_roles where rolname = $1",
-            &[&app_role],
-        )
+        .query_opt("select rolsuper, rolbypassrls, oid from pg_roles where rolname = $1", &[&app_role])
         .await
         .map_err(pg)?
     {
-        None => out.push(finding(
-            &role,
-            "exists",
-            false,
-            "missing: run `todo-db init`",
-        )),
+        None => out.push(finding(&role, "exists", false, "missing: run `todo-db init`")),
         Some(r) => {
             let (sup, bypass): (bool, bool) = (r.get(0), r.get(1));
             out.push(finding(
                 &role,
                 "not superuser",
                 !sup,
-                if sup {
-                    format!("is superuser: alter role {app_role} nosuperuser")
-                } else {
-                    "not superuser".into()
-                },
+                if sup { format!("is superuser: alter role {app_role} nosuperuser") } else { "not superuser".into() },
             ));
             out.push(finding(
                 &role,
@@ -106,12 +84,12 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
 
     let tables = conn
         .query(
-            "select c.relname::text, c.relrowsecurity, c.relforcerowsecurity, \
+            "select c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity, \
                     has_any_column_privilege($1, c.oid, 'select'), has_any_column_privilege($1, c.oid, 'insert'), \
                     has_any_column_privilege($1, c.oid, 'update'), has_table_privilege($1, c.oid, 'delete'), \
                     coalesce((select array_agg(p.polcmd::text) from pg_policy p where p.polrelid = c.oid), '{}') \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where n.nspname = 'public' and c.relkind = 'r' and c.relname = any($2)",
+             where n.nspname in ('public', 'audit') and c.relkind = 'r' and c.oid::regclass::text = any($2)",
             &[&app_role, &schema::TABLES],
         )
         .await
@@ -119,12 +97,7 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     for &t in schema::TABLES {
         let object = format!("table {t}");
         let Some(r) = tables.iter().find(|r| r.get::<_, String>(0) == t) else {
-            out.push(finding(
-                object,
-                "exists",
-                false,
-                "missing: run `todo-db init`",
-            ));
+            out.push(finding(object, "exists", false, "missing: run `todo-db init`"));
             continue;
         };
         let (enabled, forced): (bool, bool) = (r.get(1), r.get(2));
@@ -142,16 +115,11 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
         ));
         let cmds: Vec<String> = r.get(7);
         let has = |c: &str| cmds.iter().any(|p| p == c || p == "*");
-        let missing: Vec<&str> = [
-            ("select", 3, "r"),
-            ("insert", 4, "a"),
-            ("update", 5, "w"),
-            ("delete", 6, "d"),
-        ]
-        .into_iter()
-        .filter(|(_, col, cmd)| r.get::<_, bool>(*col) && !has(cmd))
-        .map(|(name, _, _)| name)
-        .collect();
+        let missing: Vec<&str> = [("select", 3, "r"), ("insert", 4, "a"), ("update", 5, "w"), ("delete", 6, "d")]
+            .into_iter()
+            .filter(|(_, col, cmd)| r.get::<_, bool>(*col) && !has(cmd))
+            .map(|(name, _, _)| name)
+            .collect();
         out.push(finding(
             &object,
             "a policy per granted operation",
@@ -159,10 +127,7 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
             if missing.is_empty() {
                 "every operation granted to the app role has a policy".to_string()
             } else {
-                format!(
-                    "{app_role} may {} but no policy covers it: add one, or revoke the grant",
-                    missing.join(", ")
-                )
+                format!("{app_role} may {} but no policy covers it: add one, or revoke the grant", missing.join(", "))
             },
         ));
     }
@@ -180,12 +145,9 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     for v in &views {
         let name: String = v.get(0);
         let opts: Vec<String> = v.get(1);
-        let invoker = opts.iter().any(|o| {
-            matches!(
-                o.as_str(),
-                "security_invoker=true" | "security_invoker=on" | "security_invoker=1"
-            )
-        });
+        let invoker = opts
+            .iter()
+            .any(|o| matches!(o.as_str(), "security_invoker=true" | "security_invoker=on" | "security_invoker=1"));
         out.push(finding(
             format!("view {name}"),
             "security_invoker",
@@ -231,23 +193,15 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
         )
         .await
         .map_err(pg)?;
-    let (name, sup, bypass, owner, app): (String, bool, bool, bool, bool) = (
-        login.get(0),
-        login.get(1),
-        login.get(2),
-        login.get(3),
-        login.get(4),
-    );
+    let (name, sup, bypass, owner, app): (String, bool, bool, bool, bool) =
+        (login.get(0), login.get(1), login.get(2), login.get(3), login.get(4));
     let ok = (sup || bypass) && owner && app;
     out.push(finding(
         format!("login {name}"),
         "can do admin work",
         ok,
         if ok {
-            format!(
-                "{} and may act as todo_owner and {app_role}",
-                if sup { "superuser" } else { "BYPASSRLS" }
-            )
+            format!("{} and may act as todo_owner and {app_role}", if sup { "superuser" } else { "BYPASSRLS" })
         } else if !(sup || bypass) {
             format!("needs BYPASSRLS for cross-user admin work (backups, reports): alter role {name} bypassrls")
         } else {

@@ -61,24 +61,13 @@ fn digest(token: &str) -> Vec<u8> {
 fn generate() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Issues a token for the scope's user, valid for `ttl`.
-pub async fn issue(
-    scope: &UserScope,
-    purpose: &str,
-    ttl: Duration,
-    client: &ClientInfo,
-) -> Result<IssuedToken> {
+pub async fn issue(scope: &UserScope, purpose: &str, ttl: Duration, client: &ClientInfo) -> Result<IssuedToken> {
     if ttl.is_zero() || ttl > Duration::from_secs(366 * 86400) {
-        return Err(Error::validation(
-            "expires_in",
-            "must be between 1 second and 366 days",
-        ));
+        return Err(Error::validation("expires_in", "must be between 1 second and 366 days"));
     }
     let purpose = purpose.trim();
     if purpose.is_empty() || purpose.chars().count() > 100 {
@@ -107,11 +96,7 @@ pub async fn issue(
         ])
         .await?;
     let expires_at = rows[0][0].get(0);
-    Ok(IssuedToken {
-        id,
-        token: Secret::new(token),
-        expires_at,
-    })
+    Ok(IssuedToken { id, token: Secret::new(token), expires_at })
 }
 
 /// Turns a token into the scope of its user, or `Unauthorized` (unknown, expired, revoked, or the
@@ -133,18 +118,9 @@ pub async fn authenticate(db: &Db, token: &str, client: &ClientInfo) -> Result<U
         )
         .await?;
     match row {
-        Some(r) if bool::from(r.get::<_, Vec<u8>>(2).as_slice().ct_eq(&wanted)) => {
-            Ok(db.user(UserId(r.get(1))))
-        }
+        Some(r) if bool::from(r.get::<_, Vec<u8>>(2).as_slice().ct_eq(&wanted)) => Ok(db.user(UserId(r.get(1)))),
         _ => {
-            events::record_admin(
-                db,
-                None,
-                EventKind::TokenRejected,
-                client,
-                serde_json::json!({}),
-            )
-            .await?;
+            events::record_admin(db, None, EventKind::TokenRejected, client, serde_json::json!({})).await?;
             Err(Error::Unauthorized)
         }
     }
@@ -225,16 +201,8 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(PREFIX));
         let body = &a[PREFIX.len()..];
-        assert_eq!(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(body)
-                .unwrap()
-                .len(),
-            32
-        );
-        assert!(body
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
+        assert!(body.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_eq!(digest(&a).len(), 32);
     }
 }

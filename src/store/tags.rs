@@ -9,12 +9,7 @@ use crate::model::{Color, Tag, TagId, TagName};
 const COLUMNS: &str = "id, name, color, created_at";
 
 fn tag_from_row(r: &Row) -> Tag {
-    Tag {
-        id: TagId(r.get(0)),
-        name: r.get(1),
-        color: r.get(2),
-        created_at: r.get(3),
-    }
+    Tag { id: TagId(r.get(0)), name: r.get(1), color: r.get(2), created_at: r.get(3) }
 }
 
 pub struct Tags<'a> {
@@ -29,12 +24,7 @@ impl Tags<'_> {
             .query_found(
                 "tag",
                 &sql,
-                &[
-                    &TagId::new().0,
-                    &self.scope.user_id().0,
-                    &name.as_str(),
-                    &color.map(Color::as_str),
-                ],
+                &[&TagId::new().0, &self.scope.user_id().0, &name.as_str(), &color.map(Color::as_str)],
             )
             .await?;
         Ok(tag_from_row(&row))
@@ -42,45 +32,23 @@ impl Tags<'_> {
 
     pub async fn rename(&self, id: TagId, name: &TagName) -> Result<Tag> {
         let sql = format!("update tags set name = $2 where id = $1 returning {COLUMNS}");
-        Ok(tag_from_row(
-            &self
-                .scope
-                .query_found("tag", &sql, &[&id.0, &name.as_str()])
-                .await?,
-        ))
+        Ok(tag_from_row(&self.scope.query_found("tag", &sql, &[&id.0, &name.as_str()]).await?))
     }
 
     pub async fn set_color(&self, id: TagId, color: Option<&Color>) -> Result<Tag> {
         let sql = format!("update tags set color = $2 where id = $1 returning {COLUMNS}");
-        Ok(tag_from_row(
-            &self
-                .scope
-                .query_found("tag", &sql, &[&id.0, &color.map(Color::as_str)])
-                .await?,
-        ))
+        Ok(tag_from_row(&self.scope.query_found("tag", &sql, &[&id.0, &color.map(Color::as_str)]).await?))
     }
 
     /// Deletes the tag and detaches it from every task.
     pub async fn delete(&self, id: TagId) -> Result<()> {
-        self.scope
-            .query_found(
-                "tag",
-                "delete from tags where id = $1 returning id",
-                &[&id.0],
-            )
-            .await?;
+        self.scope.query_found("tag", "delete from tags where id = $1 returning id", &[&id.0]).await?;
         Ok(())
     }
 
     /// All of this user's tags, by name.
     pub async fn list(&self) -> Result<Vec<Tag>> {
         let sql = format!("select {COLUMNS} from tags order by lower(name)");
-        Ok(self
-            .scope
-            .query(&sql, &[])
-            .await?
-            .iter()
-            .map(tag_from_row)
-            .collect())
+        Ok(self.scope.query(&sql, &[]).await?.iter().map(tag_from_row).collect())
     }
 }

@@ -10,8 +10,7 @@ use uuid::Uuid;
 use crate::db::{Stmt, UserScope};
 use crate::error::{Error, Result};
 use crate::model::{
-    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort,
-    UserId,
+    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, UserId,
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
@@ -102,30 +101,20 @@ impl<'a> ListQuery<'a> {
 /// `(user_id, <key>, id)`).
 fn sort_sql(sort: TaskSort) -> (&'static str, &'static str) {
     match sort {
-        TaskSort::Created => (
-            "(t.created_at, t.id) < (?::text::timestamptz, ?)",
-            "t.created_at desc, t.id desc",
-        ),
-        TaskSort::Updated => (
-            "(t.updated_at, t.id) < (?::text::timestamptz, ?)",
-            "t.updated_at desc, t.id desc",
-        ),
+        TaskSort::Created => ("(t.created_at, t.id) < (?::text::timestamptz, ?)", "t.created_at desc, t.id desc"),
+        TaskSort::Updated => ("(t.updated_at, t.id) < (?::text::timestamptz, ?)", "t.updated_at desc, t.id desc"),
         TaskSort::Due => (
             "(coalesce(t.due_at, 'infinity'::timestamptz), t.id) > (?::text::timestamptz, ?)",
             "coalesce(t.due_at, 'infinity'::timestamptz), t.id",
         ),
-        TaskSort::Priority => (
-            "(t.priority, t.id) < (?::text::task_priority, ?)",
-            "t.priority desc, t.id desc",
-        ),
+        TaskSort::Priority => ("(t.priority, t.id) < (?::text::task_priority, ?)", "t.priority desc, t.id desc"),
     }
 }
 
 const RETURNING: &str = concat!(" returning ", task_columns!("tasks"));
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .expect("timestamps from PostgreSQL format as RFC 3339")
+    t.format(&Rfc3339).expect("timestamps from PostgreSQL format as RFC 3339")
 }
 
 /// `%`, `_` and `\` in a search are literal characters, not LIKE patterns.
@@ -194,25 +183,14 @@ impl Tasks<'_> {
             .scope
             .pipeline(&[Stmt::new(
                 &format!("with ins as ({SQL} returning 1) select count(*) from ins"),
-                &[
-                    &ids,
-                    &self.user(),
-                    &titles,
-                    &descriptions,
-                    &priorities,
-                    &due,
-                ],
+                &[&ids, &self.user(), &titles, &descriptions, &priorities, &due],
             )])
             .await?;
         Ok(rows[0][0].get::<_, i64>(0) as u64)
     }
 
     pub async fn get(&self, id: TaskId) -> Result<Task> {
-        const SQL: &str = concat!(
-            "select ",
-            task_columns!("t"),
-            " from tasks t where t.id = $1"
-        );
+        const SQL: &str = concat!("select ", task_columns!("t"), " from tasks t where t.id = $1");
         task_from_row(&self.scope.query_found("task", SQL, &[&id.0]).await?)
     }
 
@@ -253,25 +231,11 @@ impl Tasks<'_> {
     }
 
     pub async fn complete(&self, id: TaskId) -> Result<Task> {
-        self.update(
-            id,
-            &TaskPatch {
-                completed: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
+        self.update(id, &TaskPatch { completed: Some(true), ..Default::default() }).await
     }
 
     pub async fn reopen(&self, id: TaskId) -> Result<Task> {
-        self.update(
-            id,
-            &TaskPatch {
-                completed: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
+        self.update(id, &TaskPatch { completed: Some(false), ..Default::default() }).await
     }
 
     /// Completes every open task among `ids` in one statement; returns how many changed.
@@ -290,13 +254,7 @@ impl Tasks<'_> {
 
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
     pub async fn delete(&self, id: TaskId) -> Result<()> {
-        self.scope
-            .query_found(
-                "task",
-                "delete from tasks where id = $1 returning id",
-                &[&id.0],
-            )
-            .await?;
+        self.scope.query_found("task", "delete from tasks where id = $1 returning id", &[&id.0]).await?;
         Ok(())
     }
 
@@ -309,10 +267,7 @@ impl Tasks<'_> {
         }
         if let Some(c) = &filter.after {
             if c.sort != filter.sort {
-                return Err(Error::validation(
-                    "cursor",
-                    "belongs to a listing with another sort order",
-                ));
+                return Err(Error::validation("cursor", "belongs to a listing with another sort order"));
             }
         }
         let priority = filter.priority.map(Priority::as_str);
@@ -369,23 +324,13 @@ impl Tasks<'_> {
              chosen as (select id from created union \
                         select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1) \
              insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen on conflict do nothing";
-        const GET: &str = concat!(
-            "select ",
-            task_columns!("t"),
-            " from tasks t where t.id = $1"
-        );
+        const GET: &str = concat!("select ", task_columns!("t"), " from tasks t where t.id = $1");
         let user = self.user();
         let mut rows = self
             .scope
-            .pipeline(&[
-                Stmt::new(attach, &[&user, &id.0, &names, &new_ids]),
-                Stmt::new(GET, &[&id.0]),
-            ])
+            .pipeline(&[Stmt::new(attach, &[&user, &id.0, &names, &new_ids]), Stmt::new(GET, &[&id.0])])
             .await?;
-        let row = rows
-            .pop()
-            .and_then(|r| r.into_iter().next())
-            .ok_or(Error::NotFound { entity: "task" })?;
+        let row = rows.pop().and_then(|r| r.into_iter().next()).ok_or(Error::NotFound { entity: "task" })?;
         task_from_row(&row)
     }
 
@@ -393,22 +338,10 @@ impl Tasks<'_> {
     pub async fn untag(&self, id: TaskId, name: &TagName) -> Result<Task> {
         let detach = "delete from task_tags tt using tags g \
              where tt.task_id = $1 and g.user_id = tt.user_id and g.id = tt.tag_id and lower(g.name) = lower($2)";
-        const GET: &str = concat!(
-            "select ",
-            task_columns!("t"),
-            " from tasks t where t.id = $1"
-        );
-        let mut rows = self
-            .scope
-            .pipeline(&[
-                Stmt::new(detach, &[&id.0, &name.as_str()]),
-                Stmt::new(GET, &[&id.0]),
-            ])
-            .await?;
-        let row = rows
-            .pop()
-            .and_then(|r| r.into_iter().next())
-            .ok_or(Error::NotFound { entity: "task" })?;
+        const GET: &str = concat!("select ", task_columns!("t"), " from tasks t where t.id = $1");
+        let mut rows =
+            self.scope.pipeline(&[Stmt::new(detach, &[&id.0, &name.as_str()]), Stmt::new(GET, &[&id.0])]).await?;
+        let row = rows.pop().and_then(|r| r.into_iter().next()).ok_or(Error::NotFound { entity: "task" })?;
         task_from_row(&row)
     }
 }
@@ -417,15 +350,8 @@ fn cursor_for(sort: TaskSort, t: &Task) -> Cursor {
     let key = match sort {
         TaskSort::Created => rfc3339(t.created_at),
         TaskSort::Updated => rfc3339(t.updated_at),
-        TaskSort::Due => t
-            .due_at
-            .map(rfc3339)
-            .unwrap_or_else(|| "infinity".to_string()),
+        TaskSort::Due => t.due_at.map(rfc3339).unwrap_or_else(|| "infinity".to_string()),
         TaskSort::Priority => t.priority.as_str().to_string(),
     };
-    Cursor {
-        sort,
-        key,
-        id: t.id.0,
-    }
+    Cursor { sort, key, id: t.id.0 }
 }

@@ -29,12 +29,7 @@ pub struct Profile<'a> {
 impl Profile<'_> {
     pub async fn get(&self) -> Result<User> {
         let sql = format!("select {COLUMNS} from users where id = $1");
-        Ok(user_from_row(
-            &self
-                .scope
-                .query_found("user", &sql, &[&self.scope.user_id().0])
-                .await?,
-        ))
+        Ok(user_from_row(&self.scope.query_found("user", &sql, &[&self.scope.user_id().0]).await?))
     }
 
     pub async fn update(&self, patch: &UserPatch) -> Result<User> {
@@ -61,11 +56,7 @@ impl Profile<'_> {
     /// Deletes the account and, by cascade, all of its tasks and tags.
     pub async fn delete(&self) -> Result<()> {
         self.scope
-            .query_found(
-                "user",
-                "delete from users where id = $1 returning id",
-                &[&self.scope.user_id().0],
-            )
+            .query_found("user", "delete from users where id = $1 returning id", &[&self.scope.user_id().0])
             .await?;
         Ok(())
     }
@@ -78,15 +69,10 @@ pub struct AdminUsers<'a> {
 
 impl AdminUsers<'_> {
     pub async fn create(&self, new: &NewUser) -> Result<User> {
-        let sql = format!(
-            "insert into users (id, email, display_name) values ($1, $2, $3) returning {COLUMNS}"
-        );
+        let sql = format!("insert into users (id, email, display_name) values ($1, $2, $3) returning {COLUMNS}");
         let row = self
             .admin
-            .query_opt(
-                &sql,
-                &[&new.id.0, &new.email.as_str(), &new.display_name.as_str()],
-            )
+            .query_opt(&sql, &[&new.id.0, &new.email.as_str(), &new.display_name.as_str()])
             .await?
             .ok_or(Error::NotFound { entity: "user" })?;
         Ok(user_from_row(&row))
@@ -94,21 +80,13 @@ impl AdminUsers<'_> {
 
     pub async fn get(&self, id: UserId) -> Result<User> {
         let sql = format!("select {COLUMNS} from users where id = $1");
-        let row = self
-            .admin
-            .query_opt(&sql, &[&id.0])
-            .await?
-            .ok_or(Error::NotFound { entity: "user" })?;
+        let row = self.admin.query_opt(&sql, &[&id.0]).await?.ok_or(Error::NotFound { entity: "user" })?;
         Ok(user_from_row(&row))
     }
 
     pub async fn find_by_email(&self, email: &str) -> Result<User> {
         let sql = format!("select {COLUMNS} from users where lower(email) = lower($1)");
-        let row = self
-            .admin
-            .query_opt(&sql, &[&email.trim()])
-            .await?
-            .ok_or(Error::NotFound { entity: "user" })?;
+        let row = self.admin.query_opt(&sql, &[&email.trim()]).await?.ok_or(Error::NotFound { entity: "user" })?;
         Ok(user_from_row(&row))
     }
 
@@ -123,15 +101,7 @@ impl AdminUsers<'_> {
 
     /// Accounts in id (creation) order, `limit` at a time after `after`.
     pub async fn list(&self, after: Option<UserId>, limit: i64) -> Result<Vec<User>> {
-        let sql = format!(
-            "select {COLUMNS} from users where ($1::uuid is null or id > $1) order by id limit $2"
-        );
-        Ok(self
-            .admin
-            .query(&sql, &[&after.map(|u| u.0), &limit])
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect())
+        let sql = format!("select {COLUMNS} from users where ($1::uuid is null or id > $1) order by id limit $2");
+        Ok(self.admin.query(&sql, &[&after.map(|u| u.0), &limit]).await?.iter().map(user_from_row).collect())
     }
 }

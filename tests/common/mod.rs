@@ -14,18 +14,16 @@ use todo_db::{Db, Settings};
 /// URL of the test server's maintenance database (`postgres`).
 pub fn server_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(
-        || match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-            Some(url) => with_database(&url, "postgres"),
-            None => {
-                let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db");
-                todo_db::local::Cluster::new(home)
-                    .ensure_running_blocking()
-                    .expect("embedded test cluster")
-                    .url_for("postgres")
-            }
-        },
-    )
+    URL.get_or_init(|| match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => with_database(&url, "postgres"),
+        None => {
+            let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db");
+            todo_db::local::Cluster::new(home)
+                .ensure_running_blocking()
+                .expect("embedded test cluster")
+                .url_for("postgres")
+        }
+    })
     .clone()
 }
 
@@ -55,10 +53,7 @@ async fn maintenance() -> deadpool_postgres::ClientWrapper {
 
 /// The migrated template's name changes whenever a migration does.
 fn template_name() -> String {
-    let all: String = todo_db::schema::MIGRATIONS
-        .iter()
-        .map(|m| m.checksum())
-        .collect();
+    let all: String = todo_db::schema::MIGRATIONS.iter().map(|m| m.checksum()).collect();
     let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(all));
     format!("todo_tmpl_{}", &hex::encode(digest)[..12])
 }
@@ -66,47 +61,23 @@ fn template_name() -> String {
 /// Creates the template once per server (serialised across test processes by an advisory lock).
 async fn ensure_template(client: &tokio_postgres::Client) -> String {
     let name = template_name();
-    client
-        .execute("select pg_advisory_lock(7402)", &[])
-        .await
-        .unwrap();
-    let exists = client
-        .query_opt("select 1 from pg_database where datname = $1", &[&name])
-        .await
-        .unwrap()
-        .is_some();
+    client.execute("select pg_advisory_lock(7402)", &[]).await.unwrap();
+    let exists = client.query_opt("select 1 from pg_database where datname = $1", &[&name]).await.unwrap().is_some();
     if !exists {
         let building = format!("{name}_build");
-        client
-            .batch_execute(&format!("drop database if exists {building}"))
-            .await
-            .unwrap();
-        client
-            .batch_execute(&format!("create database {building}"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("drop database if exists {building}")).await.unwrap();
+        client.batch_execute(&format!("create database {building}")).await.unwrap();
         {
-            let db = Db::connect_url(&with_database(&server_url(), &building), &settings())
-                .await
-                .unwrap();
+            let db = Db::connect_url(&with_database(&server_url(), &building), &settings()).await.unwrap();
             let mut conn = db.admin().connection().await.unwrap();
             todo_db::schema::migrate(&mut conn).await.unwrap();
             drop(conn);
             db.close();
         }
-        client
-            .batch_execute(&format!("alter database {building} rename to {name}"))
-            .await
-            .unwrap();
-        client
-            .batch_execute(&format!("alter database {name} is_template true"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("alter database {building} rename to {name}")).await.unwrap();
+        client.batch_execute(&format!("alter database {name} is_template true")).await.unwrap();
     }
-    client
-        .execute("select pg_advisory_unlock(7402)", &[])
-        .await
-        .unwrap();
+    client.execute("select pg_advisory_unlock(7402)", &[]).await.unwrap();
     name
 }
 
@@ -126,23 +97,14 @@ impl TestDb {
         let client = maintenance().await;
         let template = ensure_template(&client).await;
         let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
-        client
-            .batch_execute(&format!("create database {name} template {template}"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("create database {name} template {template}")).await.unwrap();
         let url = with_database(&server_url(), &name);
         let db = Db::connect_url(&url, &s).await.unwrap();
         TestDb { db, name, url }
     }
 
     pub async fn user(&self, email: &str) -> UserId {
-        self.db
-            .admin()
-            .users()
-            .create(&NewUser::new(email, "Test User").unwrap())
-            .await
-            .unwrap()
-            .id
+        self.db.admin().users().create(&NewUser::new(email, "Test User").unwrap()).await.unwrap().id
     }
 }
 
@@ -150,23 +112,15 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         self.db.close();
         if std::thread::panicking() {
-            eprintln!(
-                "test failed; its database {} is kept for inspection",
-                self.name
-            );
+            eprintln!("test failed; its database {} is kept for inspection", self.name);
             return;
         }
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let c = maintenance().await;
-                let _ = c
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
-                    .await;
+                let _ = c.batch_execute(&format!("drop database if exists {name} with (force)")).await;
             });
         })
         .join();
@@ -188,17 +142,13 @@ impl FlightCounter {
     /// As [`start`](Self::start), on a given local port (0: any free one).
     pub async fn start_on(port: u16, upstream: (String, u16)) -> FlightCounter {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let flights = Arc::new(AtomicUsize::new(0));
         let counter = flights.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let server = tokio::net::TcpStream::connect((upstream.0.as_str(), upstream.1))
-                    .await
-                    .unwrap();
+                let server = tokio::net::TcpStream::connect((upstream.0.as_str(), upstream.1)).await.unwrap();
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 // true while the last bytes seen went server -> client
