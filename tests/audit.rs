@@ -1,0 +1,256 @@
+//! The audit trail against the real server: capture, isolation, tamper evidence, time travel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestDb;
+use time::OffsetDateTime;
+use todo_db::audit::{self, LogFilter, Tamper};
+use todo_db::model::*;
+use todo_db::security::{self, ClientInfo};
+use todo_db::Error;
+
+async fn entries(t: &TestDb, record: uuid::Uuid) -> Vec<audit::Entry> {
+    let mut e = audit::log(&t.db, &LogFilter { record: Some(record), limit: Some(1000), ..Default::default() })
+        .await
+        .unwrap()
+        .items;
+    e.reverse();
+    e
+}
+
+#[tokio::test]
+async fn every_store_write_makes_exactly_one_entry_with_actor_old_new_and_changed_columns() {
+    let t = TestDb::new().await;
+    let u = t.user("audited@example.com").await;
+    let s = t.db.user(u).with_context("req-42", "support ticket 7");
+    let task = s.tasks().create(&NewTask::new("first").unwrap()).await.unwrap();
+    s.tasks()
+        .update(task.id, &TaskPatch { title: Some(TaskTitle::parse("second").unwrap()), ..Default::default() })
+        .await
+        .unwrap();
+    s.tasks().complete(task.id).await.unwrap();
+    s.tasks().complete(task.id).await.unwrap(); // changes nothing: no entry
+    s.tasks().delete(task.id).await.unwrap();
+
+    let e = entries(&t, task.id.0).await;
+    let ops: Vec<&str> = e.iter().map(|e| e.op.as_str()).collect();
+    assert_eq!(ops, ["INSERT", "UPDATE", "UPDATE", "DELETE"]);
+    assert!(e.iter().all(|e| e.actor == u.0.to_string() && e.user_id == Some(u.0) && e.table == "tasks"));
+    assert!(e
+        .iter()
+        .all(|e| e.request_id.as_deref() == Some("req-42") && e.reason.as_deref() == Some("support ticket 7")));
+    assert_eq!(e[0].new.as_ref().unwrap()["title"], "first");
+    assert!(e[0].old.is_none());
+    assert_eq!(e[1].changed.as_deref(), Some(&["title".to_string(), "updated_at".to_string()][..]));
+    assert_eq!(e[1].old.as_ref().unwrap()["title"], "first");
+    assert_eq!(e[1].new.as_ref().unwrap()["title"], "second");
+    assert_eq!(
+        e[2].changed.as_deref(),
+        Some(&["completed".to_string(), "completed_at".to_string(), "updated_at".to_string()][..])
+    );
+    assert!(e[3].new.is_none() && e[3].old.as_ref().unwrap()["completed"] == true);
+
+    // Admin work is attributed to the login role.
+    let admin_actor: String = t.db.admin().query("select session_user::text", &[]).await.unwrap()[0].get(0);
+    let user_entries = entries(&t, u.0).await;
+    assert_eq!(user_entries[0].actor, admin_actor);
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_leaves_no_entry_and_password_hashes_never_reach_the_log() {
+    let t = TestDb::new().await;
+    let u = t.user("secret@example.com").await;
+    let before: i64 = t.db.admin().query("select count(*) from audit.log", &[]).await.unwrap()[0].get(0);
+    // The second statement fails, so the first is rolled back with it.
+    let failed =
+        t.db.user(u)
+            .pipeline(&[
+                todo_db::db::Stmt::new(
+                    "insert into tasks (id, user_id, title) values ($1, $2, 'kept?')",
+                    &[&TaskId::new().0, &u.0],
+                ),
+                todo_db::db::Stmt::new(
+                    "insert into tasks (id, user_id, title) values ($1, $2, '')",
+                    &[&TaskId::new().0, &u.0],
+                ),
+            ])
+            .await;
+    assert!(matches!(failed, Err(Error::Validation { field: "title", .. })));
+    let after: i64 = t.db.admin().query("select count(*) from audit.log", &[]).await.unwrap()[0].get(0);
+    assert_eq!(after, before, "nothing from the rolled-back transaction");
+
+    security::set_password(&t.db.user(u), "a very secret passphrase", &ClientInfo::default()).await.unwrap();
+    let hash: String =
+        t.db.admin().query("select password_hash from users where id = $1", &[&u.0]).await.unwrap()[0].get(0);
+    let log: Vec<String> =
+        t.db.admin()
+            .query("select row_to_json(l)::text from audit.log l", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert!(log.iter().all(|l| !l.contains(&hash) && !l.contains("argon2")), "no hash in the log");
+    let change = entries(&t, u.0).await.pop().unwrap();
+    assert_eq!(change.changed.as_deref(), Some(&["password_hash".to_string(), "updated_at".to_string()][..]));
+    assert_eq!(change.new.as_ref().unwrap()["password_hash"], "[secret]");
+}
+
+#[tokio::test]
+async fn the_app_role_cannot_change_the_log_and_b_cannot_read_as_entries() {
+    let t = TestDb::new().await;
+    let (a, b) = (t.user("la@example.com").await, t.user("lb@example.com").await);
+    let task = t.db.user(a).tasks().create(&NewTask::new("a's").unwrap()).await.unwrap();
+    let sa = t.db.user(a);
+    for sql in [
+        "update audit.log set reason = 'x'",
+        "delete from audit.log",
+        "truncate audit.log",
+        "insert into audit.log (table_name, op, actor) values ('tasks', 'INSERT', 'me')",
+    ] {
+        let err = sa.query(sql, &[]).await.unwrap_err();
+        assert!(matches!(&err, Error::Database { code, .. } if code == "42501"), "{sql}: {err:?}");
+    }
+    let own = audit::log_own(&t.db.user(a), &LogFilter::default()).await.unwrap();
+    assert!(own.items.iter().any(|e| e.record_id == Some(task.id.0)));
+    let theirs =
+        audit::log_own(&t.db.user(b), &LogFilter { record: Some(task.id.0), ..Default::default() }).await.unwrap();
+    assert!(theirs.items.is_empty(), "B reads none of A's entries");
+    // Even the owner login cannot rewrite history: the append-only trigger refuses.
+    let err = t.db.admin().batch("update audit.log set reason = 'rewritten'").await.unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// Seals a log with a gap (an id consumed by a rolled-back transaction), tampers through the owner
+/// login with the append-only guard switched off, and returns what verify found and the victim id
+/// (`$1`: an existing entry, or the gap when `into_gap`).
+async fn tamper_and_verify(sql: &str, into_gap: bool) -> (Option<Tamper>, i64) {
+    let t = TestDb::new().await;
+    let u = t.user("tamper@example.com").await;
+    let s = t.db.user(u);
+    for i in 0..5 {
+        s.tasks().create(&NewTask::new(&format!("t{i}")).unwrap()).await.unwrap();
+        if i == 2 {
+            let mut conn = t.db.admin().connection().await.unwrap();
+            let tx = conn.transaction().await.unwrap();
+            tx.execute(
+                "insert into tasks (id, user_id, title) values ($1, $2, 'rolled back')",
+                &[&TaskId::new().0, &u.0],
+            )
+            .await
+            .unwrap();
+            tx.rollback().await.unwrap();
+        }
+    }
+    audit::seal(&t.db, Duration::from_secs(10)).await.unwrap().expect("a seal");
+    assert!(audit::verify(&t.db).await.unwrap().ok);
+    let victim: i64 = if into_gap {
+        t.db.admin()
+            .query("select min(g) from generate_series((select min(id) from audit.log), (select max(id) from audit.log)) g where not exists (select 1 from audit.log where id = g)", &[])
+            .await
+            .unwrap()[0]
+            .get(0)
+    } else {
+        t.db.admin().query("select min(id) + 2 from audit.log", &[]).await.unwrap()[0].get(0)
+    };
+    let mut conn = t.db.admin().connection().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    // An attacker with the owner login switches the append-only guard off first.
+    tx.batch_execute("set local session_replication_role = replica").await.unwrap();
+    tx.execute(sql, &[&victim]).await.unwrap();
+    tx.commit().await.unwrap();
+    let report = audit::verify(&t.db).await.unwrap();
+    assert!(!report.ok);
+    let cli = assert_cmd::Command::cargo_bin("todo-db")
+        .unwrap()
+        .env("DATABASE_URL", &t.url)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains(&format!("entry {victim} ")),
+        "{}",
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    (report.first_problem, victim)
+}
+
+#[tokio::test]
+async fn verify_names_an_altered_entry() {
+    let (p, victim) =
+        tamper_and_verify("update audit.log set new = jsonb_set(new, '{title}', '\"forged\"') where id = $1", false)
+            .await;
+    assert!(matches!(p, Some(Tamper::Altered { entry, .. }) if entry == victim), "{p:?}");
+}
+
+#[tokio::test]
+async fn verify_names_a_removed_entry() {
+    let (p, victim) = tamper_and_verify("delete from audit.log where id = $1", false).await;
+    assert!(matches!(p, Some(Tamper::Removed { entry, .. }) if entry == victim), "{p:?}");
+}
+
+#[tokio::test]
+async fn verify_names_an_inserted_entry() {
+    let (p, victim) = tamper_and_verify(
+        "insert into audit.log (id, table_name, op, actor) overriding system value values ($1, 'tasks', 'INSERT', 'forger')",
+        true,
+    )
+    .await;
+    assert!(matches!(p, Some(Tamper::Inserted { entry, .. }) if entry == victim), "{p:?}");
+}
+
+#[tokio::test]
+async fn a_task_edited_five_times_and_deleted_comes_back_as_it_was_at_the_second_edit() {
+    let t = TestDb::new().await;
+    let u = t.user("restore@example.com").await;
+    let s = t.db.user(u);
+    let task = s.tasks().create(&NewTask::new("v0").unwrap()).await.unwrap();
+    s.tasks().tag(task.id, &[TagName::parse("keep").unwrap()]).await.unwrap();
+    let mut at_second = None;
+    for i in 1..=5 {
+        s.tasks()
+            .update(
+                task.id,
+                &TaskPatch { title: Some(TaskTitle::parse(&format!("v{i}")).unwrap()), ..Default::default() },
+            )
+            .await
+            .unwrap();
+        if i == 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            at_second = Some(OffsetDateTime::now_utc());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    s.tasks().untag(task.id, &TagName::parse("keep").unwrap()).await.unwrap();
+    s.tasks().delete(task.id).await.unwrap();
+    let at = at_second.unwrap();
+
+    let state = audit::state_at(&t.db, "tasks", task.id.0, at).await.unwrap().unwrap();
+    assert_eq!(state["title"], "v2");
+    let plan = audit::restore_task(&t.db, task.id, at, true).await.unwrap();
+    assert_eq!(plan.action, "recreate");
+    assert!(!plan.applied);
+    assert!(matches!(s.tasks().get(task.id).await, Err(Error::NotFound { .. })), "a dry run changes nothing");
+
+    let done = audit::restore_task(&t.db, task.id, at, false).await.unwrap();
+    assert!(done.applied);
+    let back = s.tasks().get(task.id).await.unwrap();
+    assert_eq!(back.title, "v2");
+    assert_eq!(back.tags, vec!["keep".to_string()]);
+    let last = entries(&t, task.id.0).await;
+    let restore_entries: Vec<_> =
+        last.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("restore of task"))).collect();
+    assert_eq!(restore_entries.len(), 2, "the re-insert of the task and of its tag link are audited: {last:?}");
+
+    // Edited since: an update back to the old fields.
+    s.tasks()
+        .update(task.id, &TaskPatch { title: Some(TaskTitle::parse("v9").unwrap()), ..Default::default() })
+        .await
+        .unwrap();
+    let plan = audit::restore_task(&t.db, task.id, at, false).await.unwrap();
+    assert_eq!(plan.action, "update");
+    assert_eq!(s.tasks().get(task.id).await.unwrap().title, "v2");
+}
