@@ -41,7 +41,7 @@ create table audit.seal (
 -- Prunes: what retention removed, so the chain can still be checked after it.
 create table audit.prune (
     id          bigint generated always as identity primary key,
-    before_id   bigint not null,
+    through_id  bigint not null,
     removed     bigint not null,
     pruned_at   timestamptz not null default now(),
     actor       text not null

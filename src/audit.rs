@@ -366,6 +366,48 @@ pub async fn seal(db: &Db, wait: Duration) -> Result<Option<Seal>> {
     }))
 }
 
+/// What a prune removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    /// Entries with an id up to and including this were removed (0: none).
+    pub through_id: i64,
+    pub removed: i64,
+}
+
+/// Removes entries older than `before`, but only whole sealed ranges: the boundary is the end of
+/// the last seal whose every entry is older than `before`. The prune is recorded in
+/// `audit.prune`, and `verify` keeps checking the seal chain across the removed range.
+pub async fn prune(db: &Db, before: OffsetDateTime) -> Result<Pruned> {
+    let mut conn = db.admin().connection().await?;
+    let pg = |e| db.map_err(e);
+    let tx = conn.transaction().await.map_err(pg)?;
+    tx.execute("select pg_advisory_xact_lock(7402001)", &[]).await.map_err(pg)?;
+    let through: i64 = tx
+        .query_one(
+            "select coalesce(max(s.upto_id), 0) from audit.seal s \
+             where not exists (select 1 from audit.log l where l.id <= s.upto_id and l.at >= $1)",
+            &[&before],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let already: i64 =
+        tx.query_one("select coalesce(max(through_id), 0) from audit.prune", &[]).await.map_err(pg)?.get(0);
+    if through <= already {
+        return Ok(Pruned { through_id: already, removed: 0 });
+    }
+    tx.batch_execute("set local audit.allow_prune = on").await.map_err(pg)?;
+    let removed = tx.execute("delete from audit.log where id <= $1", &[&through]).await.map_err(pg)? as i64;
+    tx.execute(
+        "insert into audit.prune (through_id, removed, actor) values ($1, $2, session_user)",
+        &[&through, &removed],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(Pruned { through_id: through, removed })
+}
+
 /// What `verify` found wrong first.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -400,6 +442,7 @@ pub async fn verify(db: &Db) -> Result<VerifyReport> {
             &[],
         )
         .await?;
+    let pruned_through: i64 = admin.query("select coalesce(max(through_id), 0) from audit.prune", &[]).await?[0].get(0);
     let mut prev = GENESIS.to_vec();
     let mut sealed = 0i64;
     let mut last_upto = 0i64;
@@ -417,13 +460,15 @@ pub async fn verify(db: &Db) -> Result<VerifyReport> {
             problem = Some(Tamper::Seal { seal: id });
             break;
         }
+        // Entries pruned by retention are gone by design; the seal chain above still covers them.
+        let from_checked = from_id.max(pruned_through + 1);
         let rows = admin
             .query(
                 &format!("select id, {ENTRY_DIGEST} from audit.log where id >= $1 and id <= $2 order by id"),
-                &[&from_id, &upto_id],
+                &[&from_checked, &upto_id],
             )
             .await?;
-        let mut expected = ids.iter().zip(digests.chunks(32)).peekable();
+        let mut expected = ids.iter().zip(digests.chunks(32)).filter(|(id, _)| **id >= from_checked).peekable();
         let mut actual = rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))).peekable();
         loop {
             match (expected.peek(), actual.peek()) {

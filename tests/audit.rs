@@ -254,3 +254,41 @@ async fn a_task_edited_five_times_and_deleted_comes_back_as_it_was_at_the_second
     assert_eq!(plan.action, "update");
     assert_eq!(s.tasks().get(task.id).await.unwrap().title, "v2");
 }
+
+#[tokio::test]
+async fn pruning_stops_at_a_sealed_boundary_is_recorded_and_verify_still_catches_tampering() {
+    let t = TestDb::new().await;
+    let u = t.user("prune@example.com").await;
+    let s = t.db.user(u);
+    for i in 0..3 {
+        s.tasks().create(&NewTask::new(&format!("old {i}")).unwrap()).await.unwrap();
+    }
+    let first = audit::seal(&t.db, Duration::from_secs(10)).await.unwrap().unwrap();
+    for i in 0..3 {
+        s.tasks().create(&NewTask::new(&format!("unsealed {i}")).unwrap()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = OffsetDateTime::now_utc();
+    s.tasks().create(&NewTask::new("new").unwrap()).await.unwrap();
+
+    let pruned = audit::prune(&t.db, cut).await.unwrap();
+    assert_eq!(pruned.through_id, first.upto_id, "only the sealed range goes, not the unsealed entries before the cut");
+    assert_eq!(pruned.removed, first.entries);
+    let left: i64 =
+        t.db.admin().query("select count(*) from audit.log where id <= $1", &[&first.upto_id]).await.unwrap()[0].get(0);
+    assert_eq!(left, 0);
+    let recorded: i64 = t.db.admin().query("select count(*) from audit.prune", &[]).await.unwrap()[0].get(0);
+    assert_eq!(recorded, 1);
+    audit::seal(&t.db, Duration::from_secs(10)).await.unwrap().unwrap();
+    let report = audit::verify(&t.db).await.unwrap();
+    assert!(report.ok, "{report:?}");
+
+    let victim: i64 = t.db.admin().query("select max(id) from audit.log", &[]).await.unwrap()[0].get(0);
+    let mut conn = t.db.admin().connection().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.batch_execute("set local session_replication_role = replica").await.unwrap();
+    tx.execute("update audit.log set actor = 'someone else' where id = $1", &[&victim]).await.unwrap();
+    tx.commit().await.unwrap();
+    let report = audit::verify(&t.db).await.unwrap();
+    assert!(matches!(report.first_problem, Some(Tamper::Altered { entry, .. }) if entry == victim), "{report:?}");
+}

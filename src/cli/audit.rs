@@ -30,6 +30,17 @@ enum AuditCommand {
     State(StateArgs),
     /// Put a task (fields and tags) back as it was at a given time, as new audited changes.
     Restore(RestoreArgs),
+    /// Remove entries older than a time, up to the end of the last seal before it; recorded.
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// Remove entries older than this time (RFC 3339).
+    #[arg(long)]
+    before: String,
+    #[command(flatten)]
+    confirm: Confirm,
 }
 
 #[derive(Args)]
@@ -183,6 +194,20 @@ impl AuditArgs {
                     Some(s) => println!("{}", serde_json::to_string_pretty(&s)?),
                     None => println!("the task did not exist at {}", a.at),
                 }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Prune(a) => {
+                let before = parse_time("before", &a.before)?;
+                if a.confirm.dry_run {
+                    println!("would remove sealed audit entries older than {}", a.before);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !confirm(&format!("remove sealed audit entries older than {}?", a.before), &a.confirm)? {
+                    println!("nothing changed");
+                    return Ok(ExitCode::from(1));
+                }
+                let p = audit::prune(&db, before).await?;
+                println!("removed {} entries (through id {})", p.removed, p.through_id);
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Restore(a) => {
