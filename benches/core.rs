@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use todo_db::db::Stmt;
-use todo_db::model::{NewTask, TaskFilter, UserId};
+use todo_db::model::{NewTask, TaskFilter, TaskId, TaskPatch, TaskTitle, UserId};
 use todo_db::{Db, Settings};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -172,6 +172,54 @@ async fn main() -> anyhow::Result<()> {
         create_plain / n,
         create_rls / create_plain
     );
+    // Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
+    // `clients` connections, alternated in rounds.
+    let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = db
+        .admin()
+        .query("select user_id, id from tasks tablesample system (10) limit 20000", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let pairs = Arc::new(pairs);
+    println!();
+    println!("{:<44} {:>10} {:>10} {:>7}", "audit overhead (alternated)", "audit/s", "no audit/s", "ratio");
+    for conns in [1, clients] {
+        let (mut ins_on, mut ins_off, mut upd_on, mut upd_off) = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..rounds {
+            for audit_on in [true, false] {
+                let toggle = if audit_on { "enable" } else { "disable" };
+                db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
+                let ins = run_todo_db(&db, &ids, conns, slice, |scope| async move {
+                    scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
+                })
+                .await;
+                let upd = run_updates(&db, pairs.clone(), conns, slice).await;
+                if audit_on {
+                    ins_on += ins;
+                    upd_on += upd;
+                } else {
+                    ins_off += ins;
+                    upd_off += upd;
+                }
+            }
+        }
+        db.admin().batch("alter table tasks enable trigger tasks_audit").await?;
+        println!(
+            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+            format!("insert a task, {conns} conn"),
+            ins_on / n,
+            ins_off / n,
+            ins_on / ins_off
+        );
+        println!(
+            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+            format!("update a task, {conns} conn"),
+            upd_on / n,
+            upd_off / n,
+            upd_on / upd_off
+        );
+    }
     if std::env::var_os("BENCH_KEEP").is_none() {
         maint.admin().batch("drop database if exists todo_bench with (force)").await.ok();
     }
@@ -207,6 +255,31 @@ async fn run_without_rls(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64
                     };
                     let sql = if create { CREATE } else { LIST };
                     admin.pipeline(&[Stmt::new(sql, &params)]).await.expect("operation succeeds");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    done.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+/// Closed loop of single-row updates (a new title) of random existing tasks, each by its owner.
+async fn run_updates(db: &Db, pairs: Arc<Vec<(uuid::Uuid, uuid::Uuid)>>, clients: u64, seconds: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (db, pairs, done) = (db.clone(), pairs.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let (user, task) = pairs[rand::thread_rng().gen_range(0..pairs.len())];
+                    let title = format!("renamed {}", rand::thread_rng().gen::<u32>());
+                    let patch =
+                        TaskPatch { title: Some(TaskTitle::parse(&title).expect("valid")), ..Default::default() };
+                    db.user(UserId(user)).tasks().update(TaskId(task), &patch).await.expect("update succeeds");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
