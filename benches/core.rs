@@ -237,76 +237,72 @@ async fn run_without_rls(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
         completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let ids = Arc::new(ids.to_vec());
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (admin, ids, done) = (db.admin(), ids.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let user = ids[rand::thread_rng().gen_range(0..ids.len())];
-                    let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
-                    let (limit, open) = (21i64, false);
-                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if create {
-                        vec![&id, &user, &"benchmark task", &"", &"medium", &none]
-                    } else {
-                        vec![&user, &open, &limit]
-                    };
-                    let sql = if create { CREATE } else { LIST };
-                    admin.pipeline(&[Stmt::new(sql, &params)]).await.expect("operation succeeds");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.expect("worker");
-    }
-    done.load(Ordering::Relaxed) as f64 / seconds as f64
+    let (admin, ids) = (db.admin(), Arc::new(ids.to_vec()));
+    closed_loop(clients, seconds, move || {
+        let (admin, ids) = (admin.clone(), ids.clone());
+        async move {
+            let user = ids[rand::thread_rng().gen_range(0..ids.len())];
+            let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
+            let (limit, open) = (21i64, false);
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if create {
+                vec![&id, &user, &"benchmark task", &"", &"medium", &none]
+            } else {
+                vec![&user, &open, &limit]
+            };
+            let sql = if create { CREATE } else { LIST };
+            admin.pipeline(&[Stmt::new(sql, &params)]).await.expect("operation succeeds");
+        }
+    })
+    .await
 }
 
 /// Closed loop of single-row updates (a new title) of random existing tasks, each by its owner.
 async fn run_updates(db: &Db, pairs: Arc<Vec<(uuid::Uuid, uuid::Uuid)>>, clients: u64, seconds: u64) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (db, pairs, done) = (db.clone(), pairs.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let (user, task) = pairs[rand::thread_rng().gen_range(0..pairs.len())];
-                    let title = format!("renamed {}", rand::thread_rng().gen::<u32>());
-                    let patch =
-                        TaskPatch { title: Some(TaskTitle::parse(&title).expect("valid")), ..Default::default() };
-                    db.user(UserId(user)).tasks().update(TaskId(task), &patch).await.expect("update succeeds");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.expect("worker");
-    }
-    done.load(Ordering::Relaxed) as f64 / seconds as f64
+    let db = db.clone();
+    closed_loop(clients, seconds, move || {
+        let (db, pairs) = (db.clone(), pairs.clone());
+        async move {
+            let (user, task) = pairs[rand::thread_rng().gen_range(0..pairs.len())];
+            let title = format!("renamed {}", rand::thread_rng().gen::<u32>());
+            let patch = TaskPatch { title: Some(TaskTitle::parse(&title).expect("valid")), ..Default::default() };
+            db.user(UserId(user)).tasks().update(TaskId(task), &patch).await.expect("update succeeds");
+        }
+    })
+    .await
 }
 
-/// Closed loop: `clients` workers, each doing `op` for a random user until time is up.
+/// `op` for a random user's scope, in a closed loop.
 async fn run_todo_db<F, Fut>(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, op: F) -> f64
 where
     F: Fn(todo_db::UserScope) -> Fut + Send + Sync + Copy + 'static,
     Fut: std::future::Future<Output = todo_db::Result<()>> + Send,
 {
+    let (db, ids) = (db.clone(), Arc::new(ids.to_vec()));
+    closed_loop(clients, seconds, move || {
+        let (db, ids) = (db.clone(), ids.clone());
+        async move {
+            let user = ids[rand::thread_rng().gen_range(0..ids.len())];
+            op(db.user(UserId(user))).await.expect("operation succeeds");
+        }
+    })
+    .await
+}
+
+/// Closed loop: `clients` workers each run `op` back to back until `seconds` have passed;
+/// returns operations per second.
+async fn closed_loop<F, Fut>(clients: u64, seconds: u64, op: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let ids = Arc::new(ids.to_vec());
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (db, ids, done) = (db.clone(), ids.clone(), done.clone());
+            let (op, done) = (op.clone(), done.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let user = ids[rand::thread_rng().gen_range(0..ids.len())];
-                    op(db.user(UserId(user))).await.expect("operation succeeds");
+                    op().await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
