@@ -16,6 +16,7 @@ pub mod schema;
 pub mod security;
 pub mod store;
 pub mod verify;
+pub mod views;
 
 pub use config::{PoolSettings, Secret, Settings};
 pub use db::{Admin, Db, UserScope};

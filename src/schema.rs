@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "core", sql: include_str!("../migrations/0001_core.sql") },
     Migration { version: 2, name: "security", sql: include_str!("../migrations/0002_security.sql") },
     Migration { version: 3, name: "audit", sql: include_str!("../migrations/0003_audit.sql") },
+    Migration { version: 4, name: "views", sql: include_str!("../migrations/0004_views.sql") },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
@@ -170,6 +171,8 @@ pub const INDEXES: &[&str] = &[
     "security_events_user_idx",
     "security_events_kind_idx",
     "security_events_at_idx",
+    "tasks_user_overdue_idx",
+    "tasks_user_completed_idx",
     "log_pkey",
     "log_record_idx",
     "log_user_idx",

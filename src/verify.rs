@@ -174,6 +174,44 @@ pub async fn verify(db: &Db) -> Result<Report> {
         ));
     }
 
+    let views = conn
+        .query(
+            "select c.relname::text, coalesce(c.reloptions, '{}'), \
+                    array(select a.attname::text from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 \
+                          and not a.attisdropped order by a.attnum) \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relkind = 'v'",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    for (name, _, columns) in crate::views::ALL {
+        let c = match views.iter().find(|r| r.get::<_, String>(0) == *name) {
+            None => component("view", *name, false, "missing: run `todo-db init`"),
+            Some(r) => {
+                let opts: Vec<String> = r.get(1);
+                let have: Vec<String> = r.get(2);
+                if !opts.iter().any(|o| o == "security_invoker=true" || o == "security_invoker=on") {
+                    component(
+                        "view",
+                        *name,
+                        false,
+                        format!("not security_invoker: alter view {name} set (security_invoker = true)"),
+                    )
+                } else if have.iter().map(String::as_str).ne(columns.iter().copied()) {
+                    component(
+                        "view",
+                        *name,
+                        false,
+                        format!("columns are ({}), expected ({})", have.join(", "), columns.join(", ")),
+                    )
+                } else {
+                    component("view", *name, true, "present, security_invoker, expected columns")
+                }
+            }
+        };
+        out.push(c);
+    }
+
     for f in crate::security::posture::check(db).await? {
         out.push(component("security", format!("{}: {}", f.object, f.check), f.ok, f.detail));
     }

@@ -1,0 +1,97 @@
+-- Reporting views. All are security_invoker: a user scope sees only its own rows through them,
+-- the admin login sees everyone's.
+--
+-- Time: "now" is the transaction's now(). Calendar days ("today", streak days) are taken in the
+-- time zone named by the transaction setting app.time_zone (default UTC). "Overdue" means open
+-- (not completed) with a due time before now. "Due today" means open with a due time within
+-- today's calendar day in that zone. The recently-completed window is app.recent_days days
+-- (default 7).
+
+create function report_time_zone() returns text language sql stable set search_path = pg_catalog as $$
+    select coalesce(nullif(current_setting('app.time_zone', true), ''), 'UTC')
+$$;
+
+-- Serve the views' per-user reads.
+create index tasks_user_overdue_idx on tasks (user_id, due_at) where not completed;
+create index tasks_user_completed_idx on tasks (user_id, completed_at) where completed;
+
+create view user_task_summary with (security_invoker = true) as
+select u.id as user_id,
+       count(t.id) as total,
+       count(t.id) filter (where t.completed) as completed,
+       count(t.id) filter (where not t.completed) as pending,
+       count(t.id) filter (where not t.completed and t.due_at < now()) as overdue,
+       count(t.id) filter (where not t.completed
+                             and t.due_at >= ((now() at time zone d.tz)::date)::timestamp at time zone d.tz
+                             and t.due_at < ((now() at time zone d.tz)::date + 1)::timestamp at time zone d.tz) as due_today,
+       round(count(t.id) filter (where t.completed)::numeric / nullif(count(t.id), 0), 4)::float8 as completion_rate,
+       max(t.updated_at) as last_activity
+from users u
+cross join (select report_time_zone() as tz) d
+left join tasks t on t.user_id = u.id
+group by u.id;
+
+create view tasks_by_priority with (security_invoker = true) as
+select u.id as user_id,
+       p.priority,
+       count(t.id) as total,
+       count(t.id) filter (where t.completed) as completed,
+       count(t.id) filter (where not t.completed) as pending,
+       count(t.id) filter (where not t.completed and t.due_at < now()) as overdue
+from users u
+cross join unnest(enum_range(null::task_priority)) as p(priority)
+left join tasks t on t.user_id = u.id and t.priority = p.priority
+group by u.id, p.priority;
+
+create view overdue_tasks with (security_invoker = true) as
+select t.id as task_id, t.user_id, t.title, t.priority, t.due_at, now() - t.due_at as overdue_by
+from tasks t
+where not t.completed and t.due_at < now()
+order by t.due_at, t.id;
+
+create view recently_completed_tasks with (security_invoker = true) as
+select t.id as task_id, t.user_id, t.title, t.priority, t.completed_at, t.due_at
+from tasks t
+where t.completed
+  and t.completed_at >= now() - make_interval(days => coalesce(nullif(current_setting('app.recent_days', true), '')::int, 7))
+order by t.completed_at desc, t.id desc;
+
+create view user_productivity_metrics with (security_invoker = true) as
+select u.id as user_id,
+       count(t.id) filter (where t.completed and t.completed_at >= now() - interval '7 days') as completed_last_7_days,
+       count(t.id) filter (where t.completed and t.completed_at >= now() - interval '30 days') as completed_last_30_days,
+       count(t.id) filter (where t.created_at >= now() - interval '7 days') as created_last_7_days,
+       extract(epoch from avg(t.completed_at - t.created_at) filter (where t.completed))::float8 as avg_completion_seconds,
+       round(count(t.id) filter (where t.completed and t.due_at is not null and t.completed_at <= t.due_at)::numeric
+             / nullif(count(t.id) filter (where t.completed and t.due_at is not null), 0), 4)::float8 as on_time_rate,
+       coalesce(s.streak, 0) as current_streak_days
+from users u
+left join tasks t on t.user_id = u.id
+left join lateral (
+    -- Consecutive calendar days with a completion, ending today (or yesterday, if nothing has
+    -- been completed yet today).
+    with days as (
+        select distinct (c.completed_at at time zone report_time_zone())::date as day
+        from tasks c where c.user_id = u.id and c.completed
+    ), anchor as (
+        select case when exists (select 1 from days where day = (now() at time zone report_time_zone())::date)
+                    then (now() at time zone report_time_zone())::date
+                    else (now() at time zone report_time_zone())::date - 1 end as day
+    )
+    select count(*) as streak
+    from (select d.day, row_number() over (order by d.day desc) as rn from days d, anchor a where d.day <= a.day) x, anchor a
+    where a.day - x.day = x.rn - 1
+) s on true
+group by u.id, s.streak;
+
+create view tasks_with_tags with (security_invoker = true) as
+select t.id as task_id, t.user_id, t.title, t.priority, t.completed, t.due_at,
+       coalesce(array_agg(g.name order by lower(g.name)) filter (where g.id is not null), '{}') as tag_names,
+       coalesce(array_agg(g.id order by lower(g.name)) filter (where g.id is not null), '{}') as tag_ids
+from tasks t
+left join task_tags tt on tt.user_id = t.user_id and tt.task_id = t.id
+left join tags g on g.user_id = tt.user_id and g.id = tt.tag_id
+group by t.id;
+
+grant select on user_task_summary, tasks_by_priority, overdue_tasks, recently_completed_tasks,
+    user_productivity_metrics, tasks_with_tags to todo_app;

@@ -1,0 +1,334 @@
+//! Typed readers of the reporting views (`migrations/0004_views.sql`). From a user scope they
+//! return the user's own rows (the views are `security_invoker`, so RLS applies); from the admin
+//! handle, everyone's, with a user filter and pagination.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::db::{Db, Stmt, UserScope};
+use crate::error::{Error, Result};
+use crate::model::Priority;
+
+/// One reporting view: its name, the columns `verify` expects, and how a row is read.
+pub trait View: Sized + Serialize {
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    /// The view's columns, in order, as the migration defines them.
+    const COLUMNS: &'static [&'static str];
+    /// The select list the reader uses (casts for types the driver does not read directly).
+    const SELECT: &'static str;
+    const ORDER: &'static str;
+    fn from_row(r: &Row) -> Result<Self>;
+}
+
+/// Options of a report read.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// IANA time zone for calendar days ("today", streaks); default UTC.
+    pub time_zone: Option<String>,
+    /// Window of `recently_completed_tasks` in days (1..=365, default 7).
+    pub recent_days: Option<u32>,
+    /// Admin reads: only this user's rows.
+    pub user: Option<Uuid>,
+    /// 1..=10 000, default 100.
+    pub limit: Option<i64>,
+    /// Rows to skip (admin pagination).
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskSummary {
+    pub user_id: Uuid,
+    pub total: i64,
+    pub completed: i64,
+    pub pending: i64,
+    pub overdue: i64,
+    pub due_today: i64,
+    /// completed / total; `None` with no tasks.
+    pub completion_rate: Option<f64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_activity: Option<OffsetDateTime>,
+}
+
+impl View for TaskSummary {
+    const NAME: &'static str = "user_task_summary";
+    const DESCRIPTION: &'static str =
+        "per user: total, completed, pending, overdue, due today, completion rate, last activity";
+    const COLUMNS: &'static [&'static str] =
+        &["user_id", "total", "completed", "pending", "overdue", "due_today", "completion_rate", "last_activity"];
+    const SELECT: &'static str =
+        "user_id, total, completed, pending, overdue, due_today, completion_rate, last_activity";
+    const ORDER: &'static str = "user_id";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(TaskSummary {
+            user_id: r.get(0),
+            total: r.get(1),
+            completed: r.get(2),
+            pending: r.get(3),
+            overdue: r.get(4),
+            due_today: r.get(5),
+            completion_rate: r.get(6),
+            last_activity: r.get(7),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PriorityCounts {
+    pub user_id: Uuid,
+    pub priority: Priority,
+    pub total: i64,
+    pub completed: i64,
+    pub pending: i64,
+    pub overdue: i64,
+}
+
+impl View for PriorityCounts {
+    const NAME: &'static str = "tasks_by_priority";
+    const DESCRIPTION: &'static str =
+        "per user and priority (all four, zero included): total, completed, pending, overdue";
+    const COLUMNS: &'static [&'static str] = &["user_id", "priority", "total", "completed", "pending", "overdue"];
+    const SELECT: &'static str = "user_id, priority::text, total, completed, pending, overdue";
+    const ORDER: &'static str = "user_id, priority";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(PriorityCounts {
+            user_id: r.get(0),
+            priority: r.get::<_, String>(1).parse()?,
+            total: r.get(2),
+            completed: r.get(3),
+            pending: r.get(4),
+            overdue: r.get(5),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OverdueTask {
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    pub priority: Priority,
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+    pub overdue_seconds: f64,
+}
+
+impl View for OverdueTask {
+    const NAME: &'static str = "overdue_tasks";
+    const DESCRIPTION: &'static str = "open tasks whose due time has passed, most overdue first";
+    const COLUMNS: &'static [&'static str] = &["task_id", "user_id", "title", "priority", "due_at", "overdue_by"];
+    const SELECT: &'static str =
+        "task_id, user_id, title, priority::text, due_at, extract(epoch from overdue_by)::float8";
+    const ORDER: &'static str = "due_at, task_id";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(OverdueTask {
+            task_id: r.get(0),
+            user_id: r.get(1),
+            title: r.get(2),
+            priority: r.get::<_, String>(3).parse()?,
+            due_at: r.get(4),
+            overdue_seconds: r.get(5),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CompletedTask {
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    pub priority: Priority,
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub due_at: Option<OffsetDateTime>,
+}
+
+impl View for CompletedTask {
+    const NAME: &'static str = "recently_completed_tasks";
+    const DESCRIPTION: &'static str = "tasks completed in the last N days (default 7), newest first";
+    const COLUMNS: &'static [&'static str] = &["task_id", "user_id", "title", "priority", "completed_at", "due_at"];
+    const SELECT: &'static str = "task_id, user_id, title, priority::text, completed_at, due_at";
+    const ORDER: &'static str = "completed_at desc, task_id desc";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(CompletedTask {
+            task_id: r.get(0),
+            user_id: r.get(1),
+            title: r.get(2),
+            priority: r.get::<_, String>(3).parse()?,
+            completed_at: r.get(4),
+            due_at: r.get(5),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Productivity {
+    pub user_id: Uuid,
+    pub completed_last_7_days: i64,
+    pub completed_last_30_days: i64,
+    pub created_last_7_days: i64,
+    /// Mean time from creation to completion over completed tasks.
+    pub avg_completion_seconds: Option<f64>,
+    /// Share of completed tasks with a due time that were completed by it.
+    pub on_time_rate: Option<f64>,
+    /// Consecutive days with a completion, ending today (or yesterday).
+    pub current_streak_days: i64,
+}
+
+impl View for Productivity {
+    const NAME: &'static str = "user_productivity_metrics";
+    const DESCRIPTION: &'static str =
+        "per user: completed in 7 and 30 days, created in 7 days, average time to complete, on-time share, streak";
+    const COLUMNS: &'static [&'static str] = &[
+        "user_id",
+        "completed_last_7_days",
+        "completed_last_30_days",
+        "created_last_7_days",
+        "avg_completion_seconds",
+        "on_time_rate",
+        "current_streak_days",
+    ];
+    const SELECT: &'static str = "user_id, completed_last_7_days, completed_last_30_days, created_last_7_days, \
+         avg_completion_seconds, on_time_rate, current_streak_days";
+    const ORDER: &'static str = "user_id";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(Productivity {
+            user_id: r.get(0),
+            completed_last_7_days: r.get(1),
+            completed_last_30_days: r.get(2),
+            created_last_7_days: r.get(3),
+            avg_completion_seconds: r.get(4),
+            on_time_rate: r.get(5),
+            current_streak_days: r.get(6),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskWithTags {
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    pub priority: Priority,
+    pub completed: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub due_at: Option<OffsetDateTime>,
+    pub tag_names: Vec<String>,
+    pub tag_ids: Vec<Uuid>,
+}
+
+impl View for TaskWithTags {
+    const NAME: &'static str = "tasks_with_tags";
+    const DESCRIPTION: &'static str = "each task with its tag names and ids (tasks without tags included)";
+    const COLUMNS: &'static [&'static str] =
+        &["task_id", "user_id", "title", "priority", "completed", "due_at", "tag_names", "tag_ids"];
+    const SELECT: &'static str = "task_id, user_id, title, priority::text, completed, due_at, tag_names, tag_ids";
+    const ORDER: &'static str = "task_id";
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(TaskWithTags {
+            task_id: r.get(0),
+            user_id: r.get(1),
+            title: r.get(2),
+            priority: r.get::<_, String>(3).parse()?,
+            completed: r.get(4),
+            due_at: r.get(5),
+            tag_names: r.get(6),
+            tag_ids: r.get(7),
+        })
+    }
+}
+
+/// Every view: name, description, expected columns.
+pub const ALL: &[(&str, &str, &[&str])] = &[
+    (TaskSummary::NAME, TaskSummary::DESCRIPTION, TaskSummary::COLUMNS),
+    (PriorityCounts::NAME, PriorityCounts::DESCRIPTION, PriorityCounts::COLUMNS),
+    (OverdueTask::NAME, OverdueTask::DESCRIPTION, OverdueTask::COLUMNS),
+    (CompletedTask::NAME, CompletedTask::DESCRIPTION, CompletedTask::COLUMNS),
+    (Productivity::NAME, Productivity::DESCRIPTION, Productivity::COLUMNS),
+    (TaskWithTags::NAME, TaskWithTags::DESCRIPTION, TaskWithTags::COLUMNS),
+];
+
+const SETTINGS: &str = "select set_config('app.time_zone', $1, true), set_config('app.recent_days', $2, true)";
+
+struct Prepared {
+    sql: String,
+    tz: String,
+    days: String,
+    limit: i64,
+    offset: i64,
+}
+
+fn prepare<V: View>(o: &ReportOptions) -> Result<Prepared> {
+    let limit = o.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Error::validation("limit", "must be between 1 and 10000"));
+    }
+    let offset = o.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(Error::validation("offset", "must not be negative"));
+    }
+    let days = o.recent_days.unwrap_or(7);
+    if !(1..=365).contains(&days) {
+        return Err(Error::validation("recent_days", "must be between 1 and 365"));
+    }
+    let tz = o.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    if tz.is_empty() || tz.len() > 64 || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+        return Err(Error::validation("time_zone", format!("{tz:?} is not a time zone name like Europe/Paris")));
+    }
+    let sql = format!(
+        "select {} from {} where ($1::uuid is null or user_id = $1) order by {} limit $2 offset $3",
+        V::SELECT,
+        V::NAME,
+        V::ORDER
+    );
+    Ok(Prepared { sql, tz, days: days.to_string(), limit, offset })
+}
+
+fn finish<V: View>(r: Result<Vec<Vec<Row>>>) -> Result<Vec<V>> {
+    let rows = r.map_err(|e| match e {
+        Error::Database { code, .. } if code == "22023" => Error::validation("time_zone", "is not a known time zone"),
+        other => other,
+    })?;
+    rows[1].iter().map(V::from_row).collect()
+}
+
+/// The scope's own rows of view `V` (one round trip).
+pub async fn read<V: View>(scope: &UserScope, o: &ReportOptions) -> Result<Vec<V>> {
+    let p = prepare::<V>(o)?;
+    let user: Option<Uuid> = None;
+    let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
+    let query: [&(dyn ToSql + Sync); 3] = [&user, &p.limit, &p.offset];
+    finish(scope.pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
+}
+
+/// Everyone's rows of view `V` (or one user's, with `o.user`), as the owner login.
+pub async fn read_all<V: View>(db: &Db, o: &ReportOptions) -> Result<Vec<V>> {
+    let p = prepare::<V>(o)?;
+    let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
+    let query: [&(dyn ToSql + Sync); 3] = [&o.user, &p.limit, &p.offset];
+    finish(db.admin().pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
+}
+
+fn json<V: View>(rows: Vec<V>) -> Result<Vec<serde_json::Value>> {
+    rows.into_iter().map(|r| serde_json::to_value(r).map_err(|e| Error::Internal(e.to_string()))).collect()
+}
+
+/// A view by name, as JSON rows (for the CLI).
+pub async fn show(db: &Db, name: &str, o: &ReportOptions) -> Result<Vec<serde_json::Value>> {
+    match name {
+        TaskSummary::NAME => json(read_all::<TaskSummary>(db, o).await?),
+        PriorityCounts::NAME => json(read_all::<PriorityCounts>(db, o).await?),
+        OverdueTask::NAME => json(read_all::<OverdueTask>(db, o).await?),
+        CompletedTask::NAME => json(read_all::<CompletedTask>(db, o).await?),
+        Productivity::NAME => json(read_all::<Productivity>(db, o).await?),
+        TaskWithTags::NAME => json(read_all::<TaskWithTags>(db, o).await?),
+        other => {
+            let names: Vec<&str> = ALL.iter().map(|v| v.0).collect();
+            Err(Error::validation("view", format!("{other:?} is not one of {}", names.join(", "))))
+        }
+    }
+}
