@@ -92,7 +92,7 @@ impl View for PriorityCounts {
         "per user and priority (all four, zero included): total, completed, pending, overdue";
     const COLUMNS: &'static [&'static str] = &["user_id", "priority", "total", "completed", "pending", "overdue"];
     const SELECT: &'static str = "user_id, priority::text, total, completed, pending, overdue";
-    const ORDER: &'static str = "user_id, priority";
+    const ORDER: &'static str = "user_id, tasks_by_priority.priority";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(PriorityCounts {
             user_id: r.get(0),
@@ -252,7 +252,10 @@ pub const ALL: &[(&str, &str, &[&str])] = &[
     (TaskWithTags::NAME, TaskWithTags::DESCRIPTION, TaskWithTags::COLUMNS),
 ];
 
-const SETTINGS: &str = "select set_config('app.time_zone', $1, true), set_config('app.recent_days', $2, true)";
+/// Sets the report's time zone and window for this transaction; `now() at time zone` makes an
+/// unknown zone an error here rather than a silently wrong report.
+const SETTINGS: &str =
+    "select set_config('app.time_zone', $1, true), set_config('app.recent_days', $2, true), now() at time zone $1";
 
 struct Prepared {
     sql: String,

@@ -149,3 +149,31 @@ fn the_embedded_cluster_starts_reports_and_stops() {
     run(&["local", "status"]).assert().code(3).stdout(predicate::str::contains("running:     false"));
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[tokio::test]
+async fn views_are_listed_and_shown_as_json_and_a_wrong_name_is_a_clear_error() {
+    let t = TestDb::new().await;
+    todo_db(&t.url)
+        .args(["views", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("user_productivity_metrics"));
+    let u = t.user("cliview@example.com").await;
+    t.db.user(u).tasks().create(&todo_db::model::NewTask::new("one").unwrap()).await.unwrap();
+    let out = todo_db(&t.url)
+        .args(["views", "show", "user_task_summary", "--user", &u.to_string(), "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["total"], 1);
+    assert_eq!(rows[0]["user_id"], u.to_string());
+    todo_db(&t.url)
+        .args(["views", "show", "no_such_view"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid view").and(predicate::str::contains("tasks_with_tags")));
+}

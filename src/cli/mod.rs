@@ -5,6 +5,7 @@ mod init;
 mod local;
 mod security;
 mod verify;
+mod views;
 
 use std::process::ExitCode;
 
@@ -112,6 +113,8 @@ enum Command {
     Security(security::SecurityArgs),
     /// The audit trail: history, seals and their verification, time travel and restore.
     Audit(audit::AuditArgs),
+    /// The reporting views: list them, show their rows.
+    Views(views::ViewsArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -124,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(a) => a.run(&settings).await,
         Command::Security(a) => a.run(&settings).await,
         Command::Audit(a) => a.run(&settings).await,
+        Command::Views(a) => a.run(&settings).await,
     }
 }
 
