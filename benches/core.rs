@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use todo_db::db::Stmt;
 use todo_db::model::{NewTask, TaskFilter, TaskId, TaskPatch, TaskTitle, UserId};
+use todo_db::views::{self, *};
 use todo_db::{Db, Settings};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -59,13 +60,15 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     db.admin()
         .batch(&format!(
-            "insert into tasks (id, user_id, title, priority, completed, completed_at, due_at, created_at) \
+            "alter table tasks disable trigger tasks_audit; \
+             insert into tasks (id, user_id, title, priority, completed, completed_at, due_at, created_at) \
              select gen_random_uuid(), u.id, 'task ' || g, (array['low','medium','high','urgent'])[1 + g % 4]::task_priority, \
                     g % 10 < 6, case when g % 10 < 6 then now() end, now() + (g % 30 - 10) * interval '1 day', \
                     now() - g * interval '1 minute' \
              from users u, generate_series(1, {per_user}) g; \
              create table bench_users as select row_number() over (order by id) as n, id from users; \
-             alter table bench_users add primary key (n); grant select on bench_users to todo_app; analyze"
+             alter table bench_users add primary key (n); grant select on bench_users to todo_app; \
+             alter table tasks enable trigger tasks_audit; analyze"
         ))
         .await?;
     println!(
@@ -220,6 +223,53 @@ async fn main() -> anyhow::Result<()> {
             upd_on / upd_off
         );
     }
+    // Reporting views: one user's read through a user scope (RLS), sequential, median latency;
+    // next to the same-sized read of a user's first page of open tasks as the reference.
+    println!();
+    println!("{:<44} {:>10} {:>10}", "view read for one user (sequential)", "p50 ms", "p95 ms");
+    let reference = latencies(
+        &ids,
+        |scope| async move {
+            scope
+                .tasks()
+                .list(&TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() })
+                .await
+                .map(|_| ())
+        },
+        &db,
+    )
+    .await;
+    println!("{:<44} {:>10.2} {:>10.2}", "(reference: list 20 open tasks)", reference.0, reference.1);
+    macro_rules! view_latency {
+        ($t:ty) => {{
+            let (p50, p95) = latencies(
+                &ids,
+                |scope| async move {
+                    views::read::<$t>(&scope, &ReportOptions { limit: Some(100), ..Default::default() })
+                        .await
+                        .map(|_| ())
+                },
+                &db,
+            )
+            .await;
+            println!("{:<44} {:>10.2} {:>10.2}", <$t as View>::NAME, p50, p95);
+            let started = Instant::now();
+            let all = views::read_all::<$t>(&db, &ReportOptions { limit: Some(10_000), ..Default::default() }).await?;
+            println!(
+                "{:<44} {:>10.2} {:>10}",
+                format!("  all users (admin, {} rows)", all.len()),
+                started.elapsed().as_secs_f64() * 1000.0,
+                ""
+            );
+        }};
+    }
+    view_latency!(TaskSummary);
+    view_latency!(PriorityCounts);
+    view_latency!(OverdueTask);
+    view_latency!(CompletedTask);
+    view_latency!(Productivity);
+    view_latency!(TaskWithTags);
+
     if std::env::var_os("BENCH_KEEP").is_none() {
         maint.admin().batch("drop database if exists todo_bench with (force)").await.ok();
     }
@@ -286,6 +336,23 @@ where
         }
     })
     .await
+}
+
+/// p50 and p95 latency in ms of 200 sequential runs of `op` for random users.
+async fn latencies<F, Fut>(ids: &[uuid::Uuid], op: F, db: &Db) -> (f64, f64)
+where
+    F: Fn(todo_db::UserScope) -> Fut,
+    Fut: std::future::Future<Output = todo_db::Result<()>>,
+{
+    let mut ms = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let user = ids[rand::thread_rng().gen_range(0..ids.len())];
+        let started = Instant::now();
+        op(db.user(UserId(user))).await.expect("read succeeds");
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    (ms[ms.len() / 2], ms[ms.len() * 95 / 100])
 }
 
 /// Closed loop: `clients` workers each run `op` back to back until `seconds` have passed;
