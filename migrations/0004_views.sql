@@ -7,9 +7,17 @@
 -- today's calendar day in that zone. The recently-completed window is app.recent_days days
 -- (default 7).
 
-create function report_time_zone() returns text language sql stable set search_path = pg_catalog as $$
-    select coalesce(nullif(current_setting('app.time_zone', true), ''), 'UTC')
+-- Plain (inlinable) SQL: no SET clause, so the planner folds it into the views.
+create function report_time_zone() returns text language sql stable as $$
+    select coalesce(nullif(pg_catalog.current_setting('app.time_zone', true), ''), 'UTC')
 $$;
+
+-- Today's calendar day in the report time zone, as [start, end) instants; computed once per query.
+create view report_today with (security_invoker = true) as
+select ((now() at time zone z.tz)::date)::timestamp at time zone z.tz as today_start,
+       ((now() at time zone z.tz)::date + 1)::timestamp at time zone z.tz as tomorrow_start,
+       (now() at time zone z.tz)::date as today
+from (select report_time_zone() as tz) z;
 
 -- Serve the views' per-user reads.
 create index tasks_user_overdue_idx on tasks (user_id, due_at) where not completed;
@@ -21,15 +29,13 @@ select u.id as user_id,
        count(t.id) filter (where t.completed) as completed,
        count(t.id) filter (where not t.completed) as pending,
        count(t.id) filter (where not t.completed and t.due_at < now()) as overdue,
-       count(t.id) filter (where not t.completed
-                             and t.due_at >= ((now() at time zone d.tz)::date)::timestamp at time zone d.tz
-                             and t.due_at < ((now() at time zone d.tz)::date + 1)::timestamp at time zone d.tz) as due_today,
+       count(t.id) filter (where not t.completed and t.due_at >= d.today_start and t.due_at < d.tomorrow_start) as due_today,
        round(count(t.id) filter (where t.completed)::numeric / nullif(count(t.id), 0), 4)::float8 as completion_rate,
        max(t.updated_at) as last_activity
 from users u
-cross join (select report_time_zone() as tz) d
+cross join report_today d
 left join tasks t on t.user_id = u.id
-group by u.id;
+group by u.id, d.today_start, d.tomorrow_start;
 
 create view tasks_by_priority with (security_invoker = true) as
 select u.id as user_id,
@@ -58,31 +64,37 @@ order by t.completed_at desc, t.id desc;
 
 create view user_productivity_metrics with (security_invoker = true) as
 select u.id as user_id,
-       count(t.id) filter (where t.completed and t.completed_at >= now() - interval '7 days') as completed_last_7_days,
-       count(t.id) filter (where t.completed and t.completed_at >= now() - interval '30 days') as completed_last_30_days,
-       count(t.id) filter (where t.created_at >= now() - interval '7 days') as created_last_7_days,
-       extract(epoch from avg(t.completed_at - t.created_at) filter (where t.completed))::float8 as avg_completion_seconds,
-       round(count(t.id) filter (where t.completed and t.due_at is not null and t.completed_at <= t.due_at)::numeric
-             / nullif(count(t.id) filter (where t.completed and t.due_at is not null), 0), 4)::float8 as on_time_rate,
-       coalesce(s.streak, 0) as current_streak_days
+       a.completed_last_7_days,
+       a.completed_last_30_days,
+       a.created_last_7_days,
+       a.avg_completion_seconds,
+       a.on_time_rate,
+       s.streak as current_streak_days
 from users u
-left join tasks t on t.user_id = u.id
-left join lateral (
+cross join report_today d
+cross join lateral (
+    select count(*) filter (where t.completed and t.completed_at >= now() - interval '7 days') as completed_last_7_days,
+           count(*) filter (where t.completed and t.completed_at >= now() - interval '30 days') as completed_last_30_days,
+           count(*) filter (where t.created_at >= now() - interval '7 days') as created_last_7_days,
+           extract(epoch from avg(t.completed_at - t.created_at) filter (where t.completed))::float8 as avg_completion_seconds,
+           round(count(*) filter (where t.completed and t.due_at is not null and t.completed_at <= t.due_at)::numeric
+                 / nullif(count(*) filter (where t.completed and t.due_at is not null), 0), 4)::float8 as on_time_rate
+    from tasks t where t.user_id = u.id
+) a
+cross join lateral (
     -- Consecutive calendar days with a completion, ending today (or yesterday, if nothing has
-    -- been completed yet today).
+    -- been completed yet today): day k back from the anchor is the k-th newest completion day.
     with days as (
         select distinct (c.completed_at at time zone report_time_zone())::date as day
         from tasks c where c.user_id = u.id and c.completed
     ), anchor as (
-        select case when exists (select 1 from days where day = (now() at time zone report_time_zone())::date)
-                    then (now() at time zone report_time_zone())::date
-                    else (now() at time zone report_time_zone())::date - 1 end as day
+        select case when exists (select 1 from days where day = d.today) then d.today else d.today - 1 end as day
     )
     select count(*) as streak
-    from (select d.day, row_number() over (order by d.day desc) as rn from days d, anchor a where d.day <= a.day) x, anchor a
-    where a.day - x.day = x.rn - 1
-) s on true
-group by u.id, s.streak;
+    from (select x.day, row_number() over (order by x.day desc) as rn
+          from days x, anchor a where x.day <= a.day) r, anchor a
+    where a.day - r.day = r.rn - 1
+) s;
 
 create view tasks_with_tags with (security_invoker = true) as
 select t.id as task_id, t.user_id, t.title, t.priority, t.completed, t.due_at,
@@ -93,5 +105,5 @@ left join task_tags tt on tt.user_id = t.user_id and tt.task_id = t.id
 left join tags g on g.user_id = tt.user_id and g.id = tt.tag_id
 group by t.id;
 
-grant select on user_task_summary, tasks_by_priority, overdue_tasks, recently_completed_tasks,
+grant select on report_today, user_task_summary, tasks_by_priority, overdue_tasks, recently_completed_tasks,
     user_productivity_metrics, tasks_with_tags to todo_app;

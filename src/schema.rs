@@ -32,24 +32,32 @@ pub const MIGRATIONS: &[Migration] = &[
 const BOOTSTRAP: &str = r#"
 do $$
 begin
-    begin
-        create role todo_owner nologin;
-    exception when duplicate_object then null;
-    end;
-    begin
-        create role todo_app nologin nobypassrls;
-    exception when duplicate_object then null;
-    end;
+    -- Cluster-wide objects (roles, memberships) are touched only when missing: concurrent
+    -- bootstraps of other databases would otherwise race on the same shared catalog rows.
+    if not exists (select 1 from pg_roles where rolname = 'todo_owner') then
+        begin
+            create role todo_owner nologin;
+        exception when duplicate_object or unique_violation then null;
+        end;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = 'todo_app') then
+        begin
+            create role todo_app nologin nobypassrls;
+        exception when duplicate_object or unique_violation then null;
+        end;
+    end if;
+    if not pg_has_role(current_user, 'todo_owner', 'member') then
+        grant todo_owner to current_user;
+    end if;
+    if not pg_has_role(current_user, 'todo_app', 'member') then
+        grant todo_app to current_user;
+    end if;
+    if not has_database_privilege('todo_owner', current_database(), 'create') then
+        execute format('grant create on database %I to todo_owner', current_database());
+    end if;
 end
 $$;
-grant todo_owner to current_user;
-grant todo_app to current_user;
 grant usage, create on schema public to todo_owner;
-do $$
-begin
-    execute format('grant create on database %I to todo_owner', current_database());
-end
-$$;
 grant usage on schema public to todo_app;
 "#;
 
@@ -287,10 +295,25 @@ async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Mi
 
 /// Drops every todo-db object in this database (the roles, shared by the cluster, stay).
 pub async fn drop_all(client: &Client) -> Result<()> {
-    client
-        .batch_execute("drop owned by todo_owner, todo_app cascade; drop table if exists todo_db_migrations")
-        .await
-        .map_err(|e| Error::from_pg(e, "reset"))
+    // DROP OWNED also touches shared catalogs (the database's privileges), where a concurrent
+    // change elsewhere in the cluster can make it fail with "tuple concurrently updated/deleted";
+    // it is all-or-nothing, so trying again is safe.
+    let mut attempt = 0;
+    loop {
+        let r = client
+            .batch_execute(
+                "begin; drop owned by todo_owner, todo_app cascade; drop table if exists todo_db_migrations; commit",
+            )
+            .await;
+        match r {
+            Err(e) if attempt < 5 && e.to_string().contains("concurrently") => {
+                let _ = client.batch_execute("rollback").await;
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other.map_err(|e| Error::from_pg(e, "reset")),
+        }
+    }
 }
 
 /// The objects `drop_all` would remove, for `reset --dry-run`.
