@@ -173,7 +173,7 @@ async fn identity_never_outlives_its_transaction_under_random_cancellation() {
             assert_eq!(open[0].get::<_, i64>(0), 0, "no connection parked inside a transaction");
         }
     }
-    assert!(completed > 1000 && cancelled > 100, "both paths exercised: {completed} completed, {cancelled} cancelled");
+    assert!(completed > 1000 && cancelled > 20, "both paths exercised: {completed} completed, {cancelled} cancelled");
     let settings =
         t.db.admin().query("select current_setting('app.user_id', true), current_user::text", &[]).await.unwrap();
     let leftover: Option<String> = settings[0].get(0);
