@@ -292,3 +292,59 @@ async fn pruning_stops_at_a_sealed_boundary_is_recorded_and_verify_still_catches
     let report = audit::verify(&t.db).await.unwrap();
     assert!(matches!(report.first_problem, Some(Tamper::Altered { entry, .. }) if entry == victim), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_users_tasks_and_tags_are_restored_together_and_later_ones_removed() {
+    let t = TestDb::new().await;
+    let u = t.user("whole@example.com").await;
+    let s = t.db.user(u);
+    let kept = s.tasks().create(&NewTask::new("kept").unwrap()).await.unwrap();
+    s.tasks().tag(kept.id, &[TagName::parse("home").unwrap()]).await.unwrap();
+    let deleted = s.tasks().create(&NewTask::new("deleted later").unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let at = OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.tasks()
+        .update(kept.id, &TaskPatch { title: Some(TaskTitle::parse("edited").unwrap()), ..Default::default() })
+        .await
+        .unwrap();
+    let home = s.tags().list().await.unwrap().into_iter().find(|g| g.name == "home").unwrap();
+    s.tags().delete(home.id).await.unwrap();
+    s.tasks().delete(deleted.id).await.unwrap();
+    let later = s.tasks().create(&NewTask::new("created later").unwrap()).await.unwrap();
+    s.tags().create(&TagName::parse("new tag").unwrap(), None).await.unwrap();
+
+    let at_text = at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let dry = assert_cmd::Command::cargo_bin("todo-db")
+        .unwrap()
+        .env("DATABASE_URL", &t.url)
+        .args(["audit", "restore", "--user", &u.to_string(), "--as-of", &at_text, "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 3, "kept (update), deleted (recreate), later (delete)");
+    assert_eq!(s.tasks().list(&TaskFilter::default()).await.unwrap().items.len(), 2, "a dry run changes nothing");
+
+    let done = audit::restore_user(&t.db, u, at, false).await.unwrap();
+    assert!(done.applied);
+    let mut titles: Vec<String> =
+        s.tasks().list(&TaskFilter::default()).await.unwrap().items.into_iter().map(|t| t.title).collect();
+    titles.sort();
+    assert_eq!(titles, vec!["deleted later".to_string(), "kept".to_string()]);
+    assert!(matches!(s.tasks().get(later.id).await, Err(Error::NotFound { .. })));
+    assert_eq!(
+        s.tasks().get(kept.id).await.unwrap().tags,
+        vec!["home".to_string()],
+        "the deleted tag and its link are back"
+    );
+    let names: Vec<String> = s.tags().list().await.unwrap().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, vec!["home".to_string()], "the tag created later is gone");
+    let reasons =
+        audit::log(&t.db, &LogFilter { user: Some(u.0), limit: Some(1000), ..Default::default() }).await.unwrap();
+    assert!(
+        reasons.items.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("restore of user"))).count()
+            >= 5
+    );
+}

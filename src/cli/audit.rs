@@ -28,7 +28,7 @@ enum AuditCommand {
     Verify(Output),
     /// Show a task as it was at a given time, reconstructed from the log.
     State(StateArgs),
-    /// Put a task (fields and tags) back as it was at a given time, as new audited changes.
+    /// Put a task (fields and tags), or all of a user's tasks and tags, back as they were at a given time, as new audited changes.
     Restore(RestoreArgs),
     /// Remove entries older than a time, up to the end of the last seal before it; recorded.
     Prune(PruneArgs),
@@ -93,10 +93,14 @@ struct StateArgs {
 }
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["task", "user"]))]
 struct RestoreArgs {
-    /// The task id.
+    /// Restore this task (its fields and tags).
     #[arg(long)]
-    task: String,
+    task: Option<String>,
+    /// Restore all of this user's tasks and tags, in one transaction.
+    #[arg(long)]
+    user: Option<String>,
     /// Restore the state of this time (RFC 3339).
     #[arg(long)]
     as_of: String,
@@ -211,8 +215,35 @@ impl AuditArgs {
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Restore(a) => {
-                let task = TaskId(uuid_arg("task", &a.task)?);
                 let as_of = parse_time("as_of", &a.as_of)?;
+                if let Some(user) = &a.user {
+                    let user = UserId::parse(user)?;
+                    let plan = audit::restore_user(&db, user, as_of, true).await?;
+                    if a.output.json {
+                        println!("{}", serde_json::to_string_pretty(&plan)?);
+                    } else {
+                        for t in &plan.tags {
+                            println!("tag {}: {} ({:?} -> {:?})", t.tag, t.action, t.name_now, t.name_then);
+                        }
+                        for p in &plan.tasks {
+                            print_plan(p, false)?;
+                        }
+                        if plan.tags.is_empty() && plan.tasks.is_empty() {
+                            println!("nothing to restore");
+                        }
+                    }
+                    if a.confirm.dry_run || (plan.tags.is_empty() && plan.tasks.is_empty()) {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    if !confirm(&format!("restore all tasks and tags of user {user} as of {}?", a.as_of), &a.confirm)? {
+                        println!("nothing changed");
+                        return Ok(ExitCode::from(1));
+                    }
+                    let done = audit::restore_user(&db, user, as_of, false).await?;
+                    println!("restored {} tags and {} tasks", done.tags.len(), done.tasks.len());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let task = TaskId(uuid_arg("task", a.task.as_deref().unwrap_or_default())?);
                 let plan = audit::restore_task(&db, task, as_of, true).await?;
                 print_plan(&plan, a.output.json)?;
                 if a.confirm.dry_run
