@@ -103,14 +103,10 @@ pub fn client_config(opts: &TlsOptions) -> Result<ClientConfig> {
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider_for_signatures())))
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider.clone())))
             .with_no_client_auth()
     };
     Ok(config)
-}
-
-fn provider_for_signatures() -> Arc<CryptoProvider> {
-    provider()
 }
 
 fn load_roots(path: Option<&Path>) -> Result<RootCertStore> {

@@ -111,8 +111,6 @@ fn sort_sql(sort: TaskSort) -> (&'static str, &'static str) {
     }
 }
 
-const RETURNING: &str = concat!(" returning ", task_columns!("tasks"));
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).expect("timestamps from PostgreSQL format as RFC 3339")
 }
@@ -170,10 +168,10 @@ impl Tasks<'_> {
     /// Creates all `tasks` in one statement; all or none.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), n = tasks.len()), err)]
     pub async fn create_many(&self, tasks: &[NewTask]) -> Result<u64> {
-        const SQL: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
+        const SQL: &str = "with ins as (insert into tasks (id, user_id, title, description, priority, due_at) \
              select u.id, $2, u.title, u.description, u.priority::task_priority, u.due_at \
              from unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
-                  as u(id, title, description, priority, due_at)";
+                  as u(id, title, description, priority, due_at) returning 1) select count(*) from ins";
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
         let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
         let descriptions: Vec<&str> = tasks.iter().map(|t| t.description.as_str()).collect();
@@ -181,10 +179,7 @@ impl Tasks<'_> {
         let due: Vec<Option<OffsetDateTime>> = tasks.iter().map(|t| t.due_at).collect();
         let rows = self
             .scope
-            .pipeline(&[Stmt::new(
-                &format!("with ins as ({SQL} returning 1) select count(*) from ins"),
-                &[&ids, &self.user(), &titles, &descriptions, &priorities, &due],
-            )])
+            .pipeline(&[Stmt::new(SQL, &[&ids, &self.user(), &titles, &descriptions, &priorities, &due])])
             .await?;
         Ok(rows[0][0].get::<_, i64>(0) as u64)
     }
@@ -200,22 +195,22 @@ impl Tasks<'_> {
         if patch.is_empty() {
             return self.get(id).await;
         }
-        let sql = format!(
-            "update tasks set \
-                title = coalesce($2, title), \
-                description = coalesce($3, description), \
-                priority = coalesce($4::text::task_priority, priority), \
-                due_at = case when $5 then $6 else due_at end, \
-                completed = coalesce($7, completed), \
-                completed_at = case when $7 is null then completed_at \
-                                    when $7 then coalesce(completed_at, now()) else null end \
-             where id = $1{RETURNING}"
+        const SQL: &str = concat!(
+            "update tasks set ",
+            "title = coalesce($2, title), ",
+            "description = coalesce($3, description), ",
+            "priority = coalesce($4::text::task_priority, priority), ",
+            "due_at = case when $5 then $6 else due_at end, ",
+            "completed = coalesce($7, completed), ",
+            "completed_at = case when $7 is null then completed_at when $7 then coalesce(completed_at, now()) else null end ",
+            "where id = $1 returning ",
+            task_columns!("tasks")
         );
         let row = self
             .scope
             .query_found(
                 "task",
-                &sql,
+                SQL,
                 &[
                     &id.0,
                     &patch.title.as_ref().map(|t| t.as_str()),
