@@ -121,6 +121,9 @@ pub struct Settings {
     pub home: Option<PathBuf>,
     /// `TODO_DB_ALLOW_INSECURE`: permit `sslmode=disable` to a host that is not local.
     pub allow_insecure: bool,
+    /// `TODO_DB_ENVIRONMENT`: `production` makes destructive commands (reset, seed, restore
+    /// --replace) refuse without `--force`, as the database's protected mark does.
+    pub environment: Option<String>,
     pub pool: PoolSettings,
     pub lockout: crate::security::LockoutPolicy,
 }
@@ -132,6 +135,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("DATABASE_READ_URL", "read replica URL for reporting reads"),
     ("TODO_DB_HOME", "directory of the embedded local cluster (default .todo-db)"),
     ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
+    ("TODO_DB_ENVIRONMENT", "production = reset, seed and restore --replace refuse without --force"),
     ("TODO_DB_POOL_SIZE", "steady pool connections (default 20)"),
     ("TODO_DB_POOL_OVERFLOW", "extra connections under load (default 30)"),
     ("TODO_DB_ACQUIRE_TIMEOUT", "wait for a free connection (default 30s)"),
@@ -189,6 +193,7 @@ impl Settings {
             read_url: url("DATABASE_READ_URL"),
             home: get("TODO_DB_HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
             allow_insecure: get("TODO_DB_ALLOW_INSECURE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            environment: get("TODO_DB_ENVIRONMENT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             pool,
             lockout,
         };

@@ -14,6 +14,7 @@ pub mod local;
 pub mod model;
 pub mod schema;
 pub mod security;
+pub mod seed;
 pub mod store;
 pub mod verify;
 pub mod views;

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "security", sql: include_str!("../migrations/0002_security.sql") },
     Migration { version: 3, name: "audit", sql: include_str!("../migrations/0003_audit.sql") },
     Migration { version: 4, name: "views", sql: include_str!("../migrations/0004_views.sql") },
+    Migration { version: 5, name: "settings", sql: include_str!("../migrations/0005_settings.sql") },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
@@ -340,4 +341,89 @@ pub async fn owned_objects(client: &Client) -> Result<Vec<String>> {
 /// Quotes an identifier for the few statements that cannot take parameters (CREATE DATABASE).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Why destructive commands (`reset`, `seed`, `backup restore --replace`) must refuse on this
+/// database without `--force`, if they must: the database's protected mark (`todo-db protect on`)
+/// or `TODO_DB_ENVIRONMENT=production`.
+pub async fn protection(client: &Client, environment: Option<&str>) -> Result<Option<String>> {
+    if let Some(env) = environment.filter(|e| e.eq_ignore_ascii_case("production")) {
+        return Ok(Some(format!("TODO_DB_ENVIRONMENT={env}")));
+    }
+    let fail = |e| Error::from_pg(e, "protection check");
+    let exists: bool =
+        client.query_one("select to_regclass('todo_db_settings') is not null", &[]).await.map_err(fail)?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "select updated_by, updated_at::text from todo_db_settings where name = 'protected' and value = 'on'",
+            &[],
+        )
+        .await
+        .map_err(fail)?;
+    Ok(row.map(|r| {
+        let (by, at): (String, String) = (r.get(0), r.get(1));
+        format!("the database is marked protected (by {by} at {at}; `todo-db protect off` removes the mark)")
+    }))
+}
+
+/// Sets or clears the database's protected mark.
+pub async fn set_protected(client: &Client, on: bool) -> Result<()> {
+    client
+        .execute(
+            "insert into todo_db_settings (name, value) values ('protected', $1) \
+             on conflict (name) do update set value = excluded.value, updated_at = now(), updated_by = session_user",
+            &[&if on { "on" } else { "off" }],
+        )
+        .await
+        .map_err(|e| Error::from_pg(e, "protect"))?;
+    Ok(())
+}
+
+/// A table's row count and content digest, computed by the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableChecksum {
+    pub table: String,
+    pub rows: i64,
+    /// MD5 over the MD5s of each row's text form, in primary-key order (UTC, fixed formats).
+    pub digest: String,
+}
+
+/// Row counts and content digests of every todo-db table, from one snapshot. Two databases with
+/// the same data give the same digests, whatever their physical layout.
+pub async fn checksum(client: &mut Client) -> Result<Vec<TableChecksum>> {
+    let fail = |e| Error::from_pg(e, "checksum");
+    let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true);
+    let tx = tx.start().await.map_err(fail)?;
+    tx.batch_execute("set local timezone = 'UTC'; set local datestyle = 'ISO, YMD'; set local extra_float_digits = 1")
+        .await
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for table in TABLES.iter().copied().chain(["audit.log"]) {
+        let key: String = tx
+            .query_one(
+                "select string_agg(quote_ident(a.attname), ', ' order by k.ord) from pg_index i \
+                 cross join unnest(i.indkey) with ordinality k(attnum, ord) \
+                 join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum \
+                 where i.indrelid = $1::text::regclass and i.indisprimary",
+                &[&table],
+            )
+            .await
+            .map_err(fail)?
+            .get(0);
+        let row = tx
+            .query_one(
+                &format!(
+                    "select count(*), coalesce(md5(string_agg(md5(t::text), '' order by {key})), '') from {table} t"
+                ),
+                &[],
+            )
+            .await
+            .map_err(fail)?;
+        out.push(TableChecksum { table: table.to_string(), rows: row.get(0), digest: row.get(1) });
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(out)
 }

@@ -19,7 +19,7 @@ async fn init_is_idempotent_and_verify_json_lists_every_component() {
         .args(["init", "--demo"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("demo user alice@example.com"));
+        .stdout(predicate::str::contains("demo account alice@example.com password "));
     todo_db(&t.url).arg("init").assert().success().stdout(predicate::str::contains("migrations: up to date"));
     let out = todo_db(&t.url).args(["verify", "--json"]).assert().success().get_output().stdout.clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -29,7 +29,7 @@ async fn init_is_idempotent_and_verify_json_lists_every_component() {
         assert!(comps.iter().any(|c| c["kind"] == kind && c["status"] == "ok"), "{kind} reported");
     }
     let n = t.db.admin().query("select count(*) from users", &[]).await.unwrap();
-    assert_eq!(n[0].get::<_, i64>(0), 2, "demo users loaded once");
+    assert_eq!(n[0].get::<_, i64>(0), 3, "demo users loaded once");
 }
 
 #[tokio::test]

@@ -6,9 +6,8 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::Table;
 use todo_db::db::Target;
-use todo_db::model::{NewTask, NewUser, Priority, TagName};
 use todo_db::schema::{self, quote_ident};
-use todo_db::{Db, Error, Settings};
+use todo_db::{Error, Settings};
 
 use super::{admin_url, confirm, connect_admin, verify::print_report, Confirm, Output};
 
@@ -31,7 +30,7 @@ impl InitArgs {
             let mut conn = db.admin().connection().await?;
             schema::migrate(&mut conn).await?
         };
-        let demo = if self.demo { load_demo(&db).await? } else { Vec::new() };
+        let demo = if self.demo { todo_db::seed::load_demo(&db).await? } else { Vec::new() };
         let report = todo_db::verify::verify(&db).await?;
         if self.output.json {
             let out = serde_json::json!({
@@ -53,7 +52,10 @@ impl InitArgs {
                 println!("applied migration {:04}_{}", m.version, m.name);
             }
             for d in &demo {
-                println!("demo user {d}");
+                println!("demo account {} password {} ({} tasks)", d.email, d.password, d.tasks);
+            }
+            if !demo.is_empty() {
+                println!("(the passwords are shown this once and stored only as Argon2id hashes)");
             }
             print_report(&report);
         }
@@ -90,64 +92,21 @@ async fn create_database_if_missing(target: &Target, settings: &Settings) -> any
     Ok(true)
 }
 
-/// A demo account: email, display name, and tasks (title, priority, tags).
-type DemoUser = (&'static str, &'static str, &'static [(&'static str, Priority, &'static [&'static str])]);
-
-/// Demo accounts for trying todo-db by hand.
-async fn load_demo(db: &Db) -> anyhow::Result<Vec<String>> {
-    let demo: [DemoUser; 2] = [
-        (
-            "alice@example.com",
-            "Alice",
-            &[
-                ("Write the quarterly report", Priority::High, &["work"]),
-                ("Book dentist appointment", Priority::Medium, &["health"]),
-                ("Renew passport", Priority::Urgent, &["errands"]),
-                ("Plan the team offsite", Priority::Low, &["work", "planning"]),
-            ],
-        ),
-        (
-            "bob@example.com",
-            "Bob",
-            &[
-                ("Fix the bike's brakes", Priority::High, &["errands"]),
-                ("Read \"The Pragmatic Programmer\"", Priority::Low, &["reading"]),
-                ("Call grandma", Priority::Medium, &[]),
-            ],
-        ),
-    ];
-    let mut made = Vec::new();
-    for (email, name, tasks) in demo {
-        let user = match db.admin().users().create(&NewUser::new(email, name)?).await {
-            Ok(u) => u,
-            Err(Error::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let scope = db.user(user.id);
-        for (i, (title, priority, tags)) in tasks.iter().enumerate() {
-            let task = scope.tasks().create(&NewTask::new(title)?.priority(*priority)).await?;
-            let tags = tags.iter().map(|t| TagName::parse(t)).collect::<Result<Vec<_>, _>>()?;
-            if !tags.is_empty() {
-                scope.tasks().tag(task.id, &tags).await?;
-            }
-            if i == 1 {
-                scope.tasks().complete(task.id).await?;
-            }
-        }
-        made.push(format!("{email} ({} tasks)", tasks.len()));
-    }
-    Ok(made)
-}
-
 #[derive(Args)]
 pub struct ResetArgs {
     #[command(flatten)]
     confirm: Confirm,
+    /// Reset even a database marked protected or with TODO_DB_ENVIRONMENT=production.
+    #[arg(long)]
+    force: bool,
 }
 
 impl ResetArgs {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
         let db = connect_admin(settings).await?;
+        if !self.confirm.dry_run {
+            super::data::refuse_if_protected(&db, settings, self.force, "reset").await?;
+        }
         let mut conn = db.admin().connection().await?;
         let objects = schema::owned_objects(&conn).await?;
         if self.confirm.dry_run {

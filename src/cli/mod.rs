@@ -1,6 +1,7 @@
 //! Command groups, one module each.
 
 mod audit;
+mod data;
 mod init;
 mod local;
 mod security;
@@ -115,6 +116,12 @@ enum Command {
     Audit(audit::AuditArgs),
     /// The reporting views: list them, show their rows.
     Views(views::ViewsArgs),
+    /// Fill the database with realistic generated data (deterministic per seed), fast, via binary COPY.
+    Seed(data::SeedArgs),
+    /// Row count and content digest of every todo-db table, from one snapshot (compare two databases).
+    Checksum(data::ChecksumArgs),
+    /// Mark the database protected (on), remove the mark (off), or show it (status).
+    Protect(data::ProtectArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -128,6 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Security(a) => a.run(&settings).await,
         Command::Audit(a) => a.run(&settings).await,
         Command::Views(a) => a.run(&settings).await,
+        Command::Seed(a) => a.run(&settings).await,
+        Command::Checksum(a) => a.run(&settings).await,
+        Command::Protect(a) => a.run(&settings).await,
     }
 }
 

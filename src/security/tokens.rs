@@ -190,6 +190,16 @@ pub async fn purge_expired(db: &Db, grace: Duration) -> Result<u64> {
     Ok(rows[0].get::<_, i64>(0) as u64)
 }
 
+/// A random password that is easy to type from a terminal: four groups of five lower-case letters
+/// and digits (about 103 bits), e.g. for demo accounts. From the operating system's generator.
+pub fn readable_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let chars: Vec<char> = bytes.iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect();
+    chars.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
