@@ -2,28 +2,21 @@
 //! SQL against the same database in the same run, printed as ratios.
 //!
 //! `cargo bench --bench core` (DATABASE_URL, or the embedded default). Knobs: BENCH_USERS (2000),
-//! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8).
+//! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8), BENCH_RLS_ROUNDS
+//! (4); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
 use todo_db::db::Stmt;
 use todo_db::model::{NewTask, TaskFilter, TaskId, TaskPatch, TaskTitle, UserId};
 use todo_db::views::{self, *};
-use todo_db::{Db, Settings};
+use todo_db::{seed, Db};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).expect("valid URL");
-    u.set_path(&format!("/{db}"));
-    u.to_string()
-}
+use support::*;
 
 const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
     t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
@@ -31,46 +24,23 @@ const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority:
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let users = env_or("BENCH_USERS", 2000);
-    let per_user = env_or("BENCH_TASKS", 100);
-    let seconds = env_or("BENCH_SECONDS", 5);
-    let clients = env_or("BENCH_CLIENTS", 8);
-    let server = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(u) => u,
-        None => todo_db::local::Cluster::new(".todo-db").ensure_running().await?.url(),
-    };
-    let mut settings = Settings::default();
-    settings.pool.size = clients as usize;
-    settings.pool.overflow = 0;
-
-    // A fresh, migrated, seeded database.
-    let maint = Db::connect_url(&with_database(&server, "postgres"), &settings).await?;
-    maint.admin().batch("drop database if exists todo_bench with (force)").await?;
-    maint.admin().batch("create database todo_bench").await?;
-    let url = with_database(&server, "todo_bench");
-    let db = Db::connect_url(&url, &settings).await?;
-    todo_db::schema::migrate(&mut *db.admin().connection().await?).await?;
-    let ids: Vec<uuid::Uuid> = (0..users).map(|_| UserId::new().0).collect();
+    let users = knob("BENCH_USERS", 2000, 200);
+    let per_user = knob("BENCH_TASKS", 100, 20) as u32;
+    let seconds = knob("BENCH_SECONDS", 5, 1);
+    let clients = knob("BENCH_CLIENTS", 8, 4);
+    let server = server_url().await?;
+    // A fresh, migrated database, filled by `todo-db seed`'s generator.
+    let (url, db) = fresh_database(&server, "todo_bench", clients as usize).await?;
     let started = Instant::now();
+    seed::load(&db, &seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
     db.admin()
-        .query(
-            "insert into users (id, email) select id, 'bench' || n || '@example.com' from unnest($1::uuid[]) with ordinality as u(id, n)",
-            &[&ids],
+        .batch(
+            "create table bench_users as select row_number() over (order by id) as n, id from users; \
+             alter table bench_users add primary key (n); grant select on bench_users to todo_app; analyze bench_users",
         )
         .await?;
-    db.admin()
-        .batch(&format!(
-            "alter table tasks disable trigger tasks_audit; \
-             insert into tasks (id, user_id, title, priority, completed, completed_at, due_at, created_at) \
-             select gen_random_uuid(), u.id, 'task ' || g, (array['low','medium','high','urgent'])[1 + g % 4]::task_priority, \
-                    g % 10 < 6, case when g % 10 < 6 then now() end, now() + (g % 30 - 10) * interval '1 day', \
-                    now() - g * interval '1 minute' \
-             from users u, generate_series(1, {per_user}) g; \
-             create table bench_users as select row_number() over (order by id) as n, id from users; \
-             alter table bench_users add primary key (n); grant select on bench_users to todo_app; \
-             alter table tasks enable trigger tasks_audit; analyze"
-        ))
-        .await?;
+    let ids: Vec<uuid::Uuid> =
+        db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect();
     println!(
         "seeded {users} users x {per_user} tasks in {:.1}s; {clients} clients, {seconds}s per scenario",
         started.elapsed().as_secs_f64()
@@ -137,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
     );
     // RLS overhead: the same operations with and without identity and RLS, alternated in short
     // rounds so that drift on a shared machine hits both sides alike.
-    let rounds = env_or("BENCH_RLS_ROUNDS", 4);
+    let rounds = knob("BENCH_RLS_ROUNDS", 4, 1);
     let slice = seconds.div_ceil(2).max(1);
     let (mut list_rls, mut list_plain, mut create_rls, mut create_plain) = (0.0, 0.0, 0.0, 0.0);
     for _ in 0..rounds {
@@ -270,9 +240,7 @@ async fn main() -> anyhow::Result<()> {
     view_latency!(Productivity);
     view_latency!(TaskWithTags);
 
-    if std::env::var_os("BENCH_KEEP").is_none() {
-        maint.admin().batch("drop database if exists todo_bench with (force)").await.ok();
-    }
+    drop_database(&server, "todo_bench").await;
     Ok(())
 }
 
@@ -353,53 +321,4 @@ where
     }
     ms.sort_by(|a, b| a.total_cmp(b));
     (ms[ms.len() / 2], ms[ms.len() * 95 / 100])
-}
-
-/// Closed loop: `clients` workers each run `op` back to back until `seconds` have passed;
-/// returns operations per second.
-async fn closed_loop<F, Fut>(clients: u64, seconds: u64, op: F) -> f64
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    op().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.expect("worker");
-    }
-    done.load(Ordering::Relaxed) as f64 / seconds as f64
-}
-
-/// Runs pgbench (-M prepared) with `script` and returns its transactions per second.
-fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::Result<f64> {
-    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
-    let file = std::env::temp_dir().join(format!("todo-db-bench-{}.sql", std::process::id()));
-    std::fs::write(&file, script)?;
-    let out = Command::new(&bin)
-        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
-        .arg(&file)
-        .arg(url)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
-    }
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
-    Ok(tps)
 }

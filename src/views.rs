@@ -254,7 +254,7 @@ pub const ALL: &[(&str, &str, &[&str])] = &[
 
 /// Sets the report's time zone and window for this transaction; `now() at time zone` makes an
 /// unknown zone an error here rather than a silently wrong report.
-const SETTINGS: &str =
+pub const SETTINGS: &str =
     "select set_config('app.time_zone', $1, true), set_config('app.recent_days', $2, true), now() at time zone $1";
 
 struct Prepared {
@@ -297,6 +297,12 @@ fn finish<V: View>(r: Result<Vec<Vec<Row>>>) -> Result<Vec<V>> {
         other => other,
     })?;
     rows[1].iter().map(V::from_row).collect()
+}
+
+/// The statement [`read`] and [`read_all`] send for view `V` (after the settings statement), with
+/// parameters `$1` user id or null, `$2` limit, `$3` offset: for benchmarks and `EXPLAIN`.
+pub fn statement<V: View>(o: &ReportOptions) -> Result<String> {
+    Ok(prepare::<V>(o)?.sql)
 }
 
 /// The scope's own rows of view `V` (one round trip).

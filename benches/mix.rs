@@ -1,0 +1,301 @@
+//! The workload mix (scenario 1) and round trips under latency (scenario 2).
+//!
+//! Scenario 1: closed loop at 1, 8 and 32 virtual users over a seeded database: 50% list my open
+//! tasks (first page), 15% create a task, 15% complete a task, 10% tag a task, 10% read my summary
+//! view; todo-db (RLS and audit on) next to two pgbench references in the same run, alternated:
+//! - plain: each operation's bare SQL, one statement, no transaction, no identity;
+//! - same statements: BEGIN, the identity, the operation's statements and COMMIT, inside
+//!   `\startpipeline` / `\endpipeline`, so pgbench also pays one round trip.
+//!
+//! Scenario 2: the same operations, one at a time, through a proxy that delays each direction by
+//! 2 ms; the median of each in round trips (the median of `select 1` through the same proxy).
+//!
+//! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
+//! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (10 per run), BENCH_CONCURRENCY ("1,8,32"),
+//! BENCH_DELAY_MS (2); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use todo_db::model::{NewTask, TagName, TaskFilter, TaskId, UserId};
+use todo_db::views::{self, ReportOptions, TaskSummary};
+use todo_db::{seed, Db, Settings};
+
+use support::*;
+
+const OPS: [(&str, u32); 5] = [("list", 50), ("create", 15), ("complete", 15), ("tag", 10), ("summary", 10)];
+const TAGS: [&str; 3] = ["work", "home", "errands"];
+
+/// The columns of a task query as tasks.rs writes them, for table alias `t`.
+fn columns(t: &str) -> String {
+    format!(
+        "{t}.id, {t}.user_id, {t}.title, {t}.description, {t}.priority::text, {t}.completed, {t}.completed_at, \
+         {t}.due_at, {t}.created_at, {t}.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) \
+         from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
+         where tt.user_id = {t}.user_id and tt.task_id = {t}.id), '{{}}') as tags"
+    )
+}
+
+/// The data every virtual user draws from: seeded users, and a sample of their open tasks.
+struct Data {
+    users: Vec<uuid::Uuid>,
+    tasks: Vec<(uuid::Uuid, uuid::Uuid)>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let users = knob("BENCH_MIX_USERS", 5000, 100);
+    let per_user = knob("BENCH_MIX_TASKS", 200, 20) as u32;
+    let seconds = knob("BENCH_SECONDS", 10, 1);
+    let delay = Duration::from_millis(knob("BENCH_DELAY_MS", 2, 2));
+    let concurrency: Vec<u64> = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| if quick_mode() { vec![1, 4] } else { vec![1, 8, 32] });
+    let max_clients = *concurrency.iter().max().unwrap_or(&8);
+    let server = server_url().await?;
+    let (url, db) = fresh_database(&server, "todo_bench_mix", max_clients as usize).await?;
+    let started = Instant::now();
+    seed::load(&db, &seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
+    db.admin()
+        .batch(
+            "create table bench_users as select row_number() over (order by id) as n, id from users; \
+             alter table bench_users add primary key (n); \
+             create table bench_tasks as select row_number() over (order by id) as n, user_id, id as task_id \
+                 from tasks where not completed; \
+             alter table bench_tasks add primary key (n); \
+             grant select on bench_users, bench_tasks to todo_app; analyze bench_users, bench_tasks",
+        )
+        .await?;
+    let data = Arc::new(Data {
+        users: db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect(),
+        tasks: db
+            .admin()
+            .query("select user_id, task_id from bench_tasks order by n", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    });
+    println!(
+        "seeded {users} users x {per_user} tasks ({} open tasks to complete and tag) in {:.1}s; {seconds}s per run",
+        data.tasks.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let (same, plain) = scripts(data.users.len(), data.tasks.len());
+    let w = || OPS.iter().map(|(_, w)| *w);
+    let same: Vec<(&str, String, u32)> =
+        OPS.iter().map(|(n, _)| *n).zip(same).zip(w()).map(|((n, s), w)| (n, s, w)).collect();
+    let plain: Vec<(&str, String, u32)> =
+        OPS.iter().map(|(n, _)| *n).zip(plain).zip(w()).map(|((n, s), w)| (n, s, w)).collect();
+
+    // Warm the cache for everyone.
+    run_mix(&db, &data, max_clients, 1).await;
+    println!();
+    println!("Scenario 1: workload mix (RLS and audit on), p50/p99 in ms");
+    println!(
+        "{:<8} {:<16} {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
+        "clients", "side", "ops/s", "overall", "list", "create", "complete", "tag", "summary"
+    );
+    for &clients in &concurrency {
+        let ours = run_mix(&db, &data, clients, seconds).await;
+        let pg_plain = pgbench_mix(&url, &plain, clients, seconds)?;
+        let pg_same = pgbench_mix(&url, &same, clients, seconds)?;
+        print_row(clients, "todo-db", ours.0, ours.1);
+        print_row(clients, "pgbench plain", pg_plain.tps, pg_plain.latencies);
+        print_row(clients, "pgbench same", pg_same.tps, pg_same.latencies);
+        println!(
+            "{:<8} {:<16} vs plain {:.2}x, vs same statements {:.2}x",
+            clients,
+            "ratio",
+            ours.0 / pg_plain.tps,
+            ours.0 / pg_same.tps
+        );
+    }
+
+    // Scenario 2: round trips under latency.
+    let target = db.target().clone();
+    let port = delay_proxy((target.host.clone(), target.port), delay).await?;
+    let mut slow_url = url::Url::parse(&url)?;
+    slow_url.set_port(Some(port)).ok();
+    let mut settings = Settings::default();
+    settings.pool.size = 1;
+    settings.pool.overflow = 0;
+    let slow = Db::connect_url(slow_url.as_str(), &settings).await?;
+    let mut unit = Vec::new();
+    let conn = slow.admin().connection().await?;
+    for _ in 0..30 {
+        let t = Instant::now();
+        conn.simple_query("select 1").await?;
+        unit.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(conn);
+    let unit = percentile(&mut unit, 0.5);
+    println!();
+    println!("Scenario 2: one operation at a time through a proxy adding {delay:?} each way");
+    println!("{:<12} {:>10} {:>14}", "operation", "p50 ms", "round trips");
+    println!("{:<12} {:>10.2} {:>14.2}", "select 1", unit, 1.0);
+    for (i, (name, _)) in OPS.iter().enumerate() {
+        let mut ms = Vec::new();
+        for _ in 0..if quick_mode() { 5 } else { 40 } {
+            let t = Instant::now();
+            one_op(&slow, &data, i).await;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let p50 = percentile(&mut ms, 0.5);
+        println!("{:<12} {:>10.2} {:>14.2}", name, p50, p50 / unit);
+    }
+    slow.close();
+    db.close();
+    drop_database(&server, "todo_bench_mix").await;
+    Ok(())
+}
+
+fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>) {
+    let mut all: Vec<f64> = lat.iter().flatten().copied().collect();
+    let cell = |v: &mut Vec<f64>| format!("{:.2}/{:.2}", percentile(v, 0.5), percentile(v, 0.99));
+    let mut line = format!("{:<8} {:<16} {:>8.0} {:>13}", clients, side, ops, cell(&mut all));
+    for v in lat.iter_mut() {
+        line.push_str(&format!(" {:>13}", cell(v)));
+    }
+    println!("{line}");
+}
+
+/// Operation `i` of [`OPS`] for a random user (or a random open task's user), through todo-db.
+async fn one_op(db: &Db, data: &Data, i: usize) {
+    let (user, (task_user, task), tag) = {
+        let mut rng = rand::thread_rng();
+        let user = UserId(data.users[rng.gen_range(0..data.users.len())]);
+        (user, data.tasks[rng.gen_range(0..data.tasks.len())], TAGS[rng.gen_range(0..TAGS.len())])
+    };
+    let result = match i {
+        0 => db
+            .user(user)
+            .tasks()
+            .list(&TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() })
+            .await
+            .map(|_| ()),
+        1 => db.user(user).tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ()),
+        2 => db.user(UserId(task_user)).tasks().complete(TaskId(task)).await.map(|_| ()),
+        3 => {
+            let tag = TagName::parse(tag).expect("valid");
+            db.user(UserId(task_user)).tasks().tag(TaskId(task), &[tag]).await.map(|_| ())
+        }
+        _ => views::read::<TaskSummary>(&db.user(user), &ReportOptions::default()).await.map(|_| ()),
+    };
+    result.expect("operation succeeds");
+}
+
+/// The mix through todo-db: ops/s and, per operation, every latency in ms.
+async fn run_mix(db: &Db, data: &Arc<Data>, clients: u64, seconds: u64) -> (f64, Vec<Vec<f64>>) {
+    let total: u32 = OPS.iter().map(|(_, w)| w).sum();
+    let latencies = Arc::new(Mutex::new(vec![Vec::new(); OPS.len()]));
+    let done = Arc::new(AtomicU64::new(0));
+    let (db2, data2, lat2) = (db.clone(), data.clone(), latencies.clone());
+    let rate = closed_loop(clients, seconds, move || {
+        let (db, data, lat, done) = (db2.clone(), data2.clone(), lat2.clone(), done.clone());
+        async move {
+            let mut pick = rand::thread_rng().gen_range(0..total);
+            let i = OPS
+                .iter()
+                .position(|(_, w)| {
+                    pick < *w || {
+                        pick -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            let t = Instant::now();
+            one_op(&db, &data, i).await;
+            lat.lock().expect("not poisoned")[i].push(t.elapsed().as_secs_f64() * 1000.0);
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .await;
+    let lat = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
+    (rate, lat)
+}
+
+/// pgbench scripts per operation: (same statements, plain), in [`OPS`] order. They mirror the
+/// statements of todo-db's store (tasks.rs), the scope's identity (scope.rs) and views.rs.
+fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
+    let by_user = format!("\\set n random(1, {users})\n");
+    let by_task = format!("\\set m random(1, {tasks})\n\\set k random(1, {})\n", TAGS.len());
+    let identity = |from: &str, id: &str| {
+        format!(
+            "select set_config('role', 'todo_app', true), set_config('app.user_id', {id}::text, true), \
+             set_config('statement_timeout', '30000ms', true), set_config('app.request_id', '', true), \
+             set_config('app.reason', '', true) from {from};\n"
+        )
+    };
+    let user_identity = identity("bench_users where n = :n", "id");
+    let task_identity = identity("bench_tasks where n = :m", "user_id");
+    let pipelined = |vars: &str, ident: &str, stmts: &str| {
+        format!("{vars}\\startpipeline\nbegin;\n{ident}{stmts}commit;\n\\endpipeline\n")
+    };
+    let cols = columns("t");
+    let list = format!(
+        "select {cols} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
+    );
+    let create = "insert into tasks (id, user_id, title, description, priority, due_at) \
+        select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
+        returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];\n";
+    let complete = format!(
+        "update tasks set title = coalesce(null::text, title), description = coalesce(null::text, description), \
+         priority = coalesce(null::text::task_priority, priority), due_at = case when false then null::timestamptz else due_at end, \
+         completed = coalesce(true, completed), \
+         completed_at = case when true is null then completed_at when true then coalesce(completed_at, now()) else null end \
+         where id = (select task_id from bench_tasks where n = :m) returning {};\n",
+        columns("tasks")
+    );
+    let attach = |user: &str| {
+        format!(
+            "with wanted(name, id) as (select * from unnest(array[(array['work','home','errands'])[:k]], array[gen_random_uuid()])), \
+             created as (insert into tags (id, user_id, name) select w.id, {user}, w.name from wanted w \
+                         on conflict (user_id, lower(name)) do nothing returning id), \
+             chosen as (select id from created union \
+                        select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {user}) \
+             insert into task_tags (user_id, task_id, tag_id) select {user}, (select task_id from bench_tasks where n = :m), id \
+             from chosen on conflict do nothing;\n"
+        )
+    };
+    let task_user = "(select user_id from bench_tasks where n = :m)";
+    let get = format!("select {cols} from tasks t where t.id = (select task_id from bench_tasks where n = :m);\n");
+    let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
+    let summary = format!(
+        "select set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), now() at time zone 'UTC';\n{};\n",
+        summary_sql.replace("$1", "null::uuid").replace("$2", "100").replace("$3", "0")
+    );
+    let same = vec![
+        pipelined(&by_user, &user_identity, &list),
+        pipelined(&by_user, &user_identity, create),
+        pipelined(&by_task, &task_identity, &complete),
+        pipelined(&by_task, &task_identity, &format!("{}{get}", attach(task_user))),
+        pipelined(&by_user, &user_identity, &summary),
+    ];
+    let plain = vec![
+        format!(
+            "{by_user}select {cols} from tasks t where t.user_id = (select id from bench_users where n = :n) \
+             and t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
+        ),
+        format!("{by_user}{create}"),
+        format!(
+            "{by_task}update tasks t set completed = true, completed_at = coalesce(t.completed_at, now()) \
+             from bench_tasks b where b.n = :m and t.id = b.task_id and t.user_id = b.user_id;\n"
+        ),
+        format!("{by_task}{}", attach(task_user)),
+        format!(
+            "{by_user}{};\n",
+            summary_sql
+                .replace("($1::uuid is null or user_id = $1)", "user_id = (select id from bench_users where n = :n)")
+                .replace("$2", "100")
+                .replace("$3", "0")
+        ),
+    ];
+    (same, plain)
+}

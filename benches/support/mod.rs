@@ -1,0 +1,226 @@
+//! Helpers shared by the benchmarks: settings from the environment, a fresh database, closed
+//! loops, and pgbench as the reference.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use todo_db::{Db, Settings};
+
+/// A number from the environment, or `default`; BENCH_QUICK=1 (the CI smoke run) uses `quick`.
+pub fn knob(name: &str, default: u64, quick: u64) -> u64 {
+    let fallback = if quick_mode() { quick } else { default };
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(fallback)
+}
+
+/// BENCH_QUICK=1: tiny sizes and short runs, to prove the harness works, not to measure.
+pub fn quick_mode() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("valid URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// The server to benchmark against: DATABASE_URL, or the embedded default.
+pub async fn server_url() -> anyhow::Result<String> {
+    Ok(match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(u) => u,
+        None => todo_db::local::Cluster::new(".todo-db").ensure_running().await?.url(),
+    })
+}
+
+/// Drops and creates database `name` on `server`, migrated; returns its URL and a pool of `size`.
+pub async fn fresh_database(server: &str, name: &str, size: usize) -> anyhow::Result<(String, Db)> {
+    let maint = Db::connect_url(&with_database(server, "postgres"), &Settings::default()).await?;
+    maint.admin().batch(&format!("drop database if exists {name} with (force)")).await?;
+    maint.admin().batch(&format!("create database {name}")).await?;
+    let url = with_database(server, name);
+    let mut settings = Settings::default();
+    settings.pool.size = size;
+    settings.pool.overflow = 0;
+    let db = Db::connect_url(&url, &settings).await?;
+    todo_db::schema::migrate(&mut *db.admin().connection().await?).await?;
+    Ok((url, db))
+}
+
+/// Drops database `name` unless BENCH_KEEP is set.
+pub async fn drop_database(server: &str, name: &str) {
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        return;
+    }
+    if let Ok(maint) = Db::connect_url(&with_database(server, "postgres"), &Settings::default()).await {
+        maint.admin().batch(&format!("drop database if exists {name} with (force)")).await.ok();
+    }
+}
+
+/// Closed loop: `clients` workers each run `op` back to back until `seconds` have passed;
+/// returns operations per second.
+pub async fn closed_loop<F, Fut>(clients: u64, seconds: u64, op: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    op().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    done.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+/// Runs pgbench (-M prepared) with `script` and returns its transactions per second.
+pub fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::Result<f64> {
+    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
+    let file = std::env::temp_dir().join(format!("todo-db-bench-{}.sql", std::process::id()));
+    std::fs::write(&file, script)?;
+    let out = Command::new(&bin)
+        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    Ok(tps)
+}
+
+/// A TCP proxy on 127.0.0.1 that delays every byte by `delay` in each direction (so a round trip
+/// costs at least 2 x `delay`), preserving order and throughput. Returns the port it listens on.
+pub async fn delay_proxy(upstream: (String, u16), delay: Duration) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = from.read(&mut buf).await {
+                            if n == 0 || tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    tokio::spawn(async move {
+                        while let Some((due, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if to.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown().await;
+                    });
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Latency percentile (`q` in 0..=1) of `ms`, which it sorts.
+pub fn percentile(ms: &mut [f64], q: f64) -> f64 {
+    if ms.is_empty() {
+        return f64::NAN;
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms[((ms.len() - 1) as f64 * q).round() as usize]
+}
+
+/// One pgbench run of several weighted scripts (`-M prepared`), with per-transaction logging:
+/// the overall rate and, per script, every latency in ms.
+pub struct PgbenchMix {
+    pub tps: f64,
+    pub latencies: Vec<Vec<f64>>,
+}
+
+pub fn pgbench_mix(
+    url: &str,
+    scripts: &[(&str, String, u32)],
+    clients: u64,
+    seconds: u64,
+) -> anyhow::Result<PgbenchMix> {
+    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
+    let dir = std::env::temp_dir().join(format!("todo-db-pgbench-{}-{clients}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", &clients.min(2).to_string()])
+        .args(["-T", &seconds.to_string(), "-l", "--log-prefix"])
+        .arg(dir.join("log"));
+    for (name, script, weight) in scripts {
+        let file = dir.join(format!("{name}.sql"));
+        std::fs::write(&file, script)?;
+        cmd.arg("-f").arg(format!("{}@{weight}", file.display()));
+    }
+    let out = cmd.arg(url).current_dir(&dir).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    let mut latencies = vec![Vec::new(); scripts.len()];
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log.")) {
+            continue;
+        }
+        // client_id transaction_no latency_us script_no epoch epoch_us
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(us), Some(script)) =
+                (f.get(2).and_then(|v| v.parse::<f64>().ok()), f.get(3).and_then(|v| v.parse::<usize>().ok()))
+            {
+                if let Some(slot) = latencies.get_mut(script) {
+                    slot.push(us / 1000.0);
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(PgbenchMix { tps, latencies })
+}
