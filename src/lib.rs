@@ -7,6 +7,7 @@
 //! - [`local`] runs the embedded default cluster when no `DATABASE_URL` is set.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -218,6 +218,12 @@ pub struct MigrationStatus {
 /// Creates the roles, then applies pending migrations in one transaction as `todo_owner`.
 /// Refuses to run if an applied migration was modified or the database is newer than this binary.
 pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
+    migrate_to(client, None).await
+}
+
+/// As [`migrate`], but stops after migration `upto` (a restore loads a backup into the schema
+/// version it was taken from, then migrates forward).
+pub async fn migrate_to(client: &mut Client, upto: Option<i32>) -> Result<Vec<Applied>> {
     let pg = |e| Error::from_pg(e, "migrate");
     client.batch_execute(BOOTSTRAP).await.map_err(pg)?;
     let tx = client.transaction().await.map_err(pg)?;
@@ -238,7 +244,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
         )));
     }
     let mut applied = Vec::new();
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().take_while(|m| upto.is_none_or(|u| m.version <= u)) {
         if status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied) {
             continue;
         }

@@ -65,7 +65,7 @@ impl InitArgs {
 
 /// Connects to the server's maintenance database and creates `target.database` if it is missing
 /// and the login may. Returns whether it created it.
-async fn create_database_if_missing(target: &Target, settings: &Settings) -> anyhow::Result<bool> {
+pub(super) async fn create_database_if_missing(target: &Target, settings: &Settings) -> anyhow::Result<bool> {
     let mut small = settings.pool.clone();
     small.size = 1;
     small.overflow = 0;

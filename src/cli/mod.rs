@@ -1,6 +1,7 @@
 //! Command groups, one module each.
 
 mod audit;
+mod backup;
 mod data;
 mod init;
 mod local;
@@ -122,6 +123,8 @@ enum Command {
     Checksum(data::ChecksumArgs),
     /// Mark the database protected (on), remove the mark (off), or show it (status).
     Protect(data::ProtectArgs),
+    /// Backups: create, verify offline, restore all-or-nothing, list, prune.
+    Backup(backup::BackupArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -138,6 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seed(a) => a.run(&settings).await,
         Command::Checksum(a) => a.run(&settings).await,
         Command::Protect(a) => a.run(&settings).await,
+        Command::Backup(a) => a.run(&settings).await,
     }
 }
 
