@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..2 {
         let out = dir.join(format!("todo-db-{round}"));
         let started = Instant::now();
-        manifest = Some(backup::create(&db, &out, workers, Arc::default()).await?);
+        manifest =
+            Some(backup::create(&db, &out, &backup::CreateOptions { workers, key: None }, Arc::default()).await?);
         ours.push(started.elapsed().as_secs_f64());
         if round == 0 {
             let dump = dir.join("pg.dump");
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..2 {
         let (_, target) = fresh_database(&server, "todo_bench_restore", 2).await?;
         let started = Instant::now();
-        backup::restore(&target, &dir.join("todo-db-0"), false, Arc::default()).await?;
+        backup::restore(&target, &dir.join("todo-db-0"), &Default::default(), Arc::default()).await?;
         ours_restore.push(started.elapsed().as_secs_f64());
         if round == 1 {
             let mut a = db.admin().connection().await?;

@@ -14,6 +14,14 @@ use todo_db::model::{NewTask, TagName, TaskPatch, TaskTitle};
 use todo_db::schema;
 use todo_db::seed::{self, SeedSpec, UserFixture};
 
+fn workers(n: usize) -> backup::CreateOptions {
+    backup::CreateOptions { workers: n, key: None }
+}
+
+fn replace() -> backup::RestoreOptions {
+    backup::RestoreOptions { replace: true, key: None }
+}
+
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("todo-db-test-backup-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -73,15 +81,15 @@ async fn a_restored_backup_equals_its_source_row_for_row_with_the_same_keys_poli
     let dir = scratch();
     let out = dir.join("b1");
     let progress = Arc::new(Progress::default());
-    let manifest = backup::create(&source.db, &out, 3, progress.clone()).await.unwrap();
+    let manifest = backup::create(&source.db, &out, &workers(3), progress.clone()).await.unwrap();
     assert!(progress.bytes() > 0);
     assert!(manifest.audit_seal.is_some(), "the audit log was sealed first");
     assert_eq!(manifest.tables.len(), backup::TABLES.len());
     assert!(!manifest.source.contains('@') && !manifest.source.contains("://"), "{}", manifest.source);
-    let (_, damage) = backup::verify(&out).unwrap();
+    let (_, damage) = backup::verify(&out, None).unwrap();
     assert!(damage.is_empty(), "{damage:?}");
 
-    let report = backup::restore(&target.db, &out, false, Arc::default()).await.unwrap();
+    let report = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap();
     assert_eq!(report.rows, manifest.rows());
     let (a, b) = (checksums(&source).await, checksums(&target).await);
     assert_eq!(a, b, "every table, the audit log included, equal row for row");
@@ -108,28 +116,28 @@ async fn verify_names_the_damaged_table_and_restore_refuses_it_leaving_the_targe
     let (source, target) = tokio::join!(populated(), TestDb::new());
     let dir = scratch();
     let out = dir.join("b");
-    backup::create(&source.db, &out, 2, Arc::default()).await.unwrap();
+    backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
     // One flipped byte in the middle of the tasks file.
     let tasks = out.join("tasks.copy.zst");
     let mut bytes = std::fs::read(&tasks).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&tasks, &bytes).unwrap();
-    let (_, damage) = backup::verify(&out).unwrap();
+    let (_, damage) = backup::verify(&out, None).unwrap();
     assert_eq!(damage.len(), 1, "{damage:?}");
     assert_eq!(damage[0].table, "tasks");
-    let err = backup::restore(&target.db, &out, false, Arc::default()).await.unwrap_err();
+    let err = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap_err();
     assert!(err.to_string().contains("tasks"), "{err}");
     assert_eq!(count(&target, "select count(*) from users").await, 0, "nothing of the load was kept");
     assert!(todo_db::verify::verify(&target.db).await.unwrap().ok, "keys and indexes are back");
     // A truncated file is named as such.
     bytes[mid] ^= 0x40;
     std::fs::write(&tasks, &bytes[..bytes.len() - 100]).unwrap();
-    let (_, damage) = backup::verify(&out).unwrap();
+    let (_, damage) = backup::verify(&out, None).unwrap();
     assert!(damage[0].reason.contains("truncated"), "{damage:?}");
     // A missing manifest is a clear error.
     std::fs::remove_file(out.join("manifest.json")).unwrap();
-    let err = backup::verify(&out).unwrap_err();
+    let err = backup::verify(&out, None).unwrap_err();
     assert!(err.to_string().contains("no readable manifest"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -140,11 +148,11 @@ async fn a_restore_killed_halfway_leaves_the_target_empty_and_usable() {
     seed::load(&source.db, &SeedSpec::new(2000, 100).seed(3), Arc::default()).await.unwrap();
     let dir = scratch();
     let out = dir.join("big");
-    backup::create(&source.db, &out, 2, Arc::default()).await.unwrap();
+    backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
     let progress = Arc::new(Progress::default());
     let restore = tokio::spawn({
         let (db, out, progress) = (target.db.clone(), out.clone(), progress.clone());
-        async move { backup::restore(&db, &out, false, progress).await }
+        async move { backup::restore(&db, &out, &Default::default(), progress).await }
     });
     while progress.bytes() < 4_000_000 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -163,7 +171,7 @@ async fn a_restore_killed_halfway_leaves_the_target_empty_and_usable() {
     }
     assert!(todo_db::verify::verify(&target.db).await.unwrap().ok, "schema intact");
     // Usable: the same restore now succeeds.
-    backup::restore(&target.db, &out, false, Arc::default()).await.unwrap();
+    backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap();
     assert_eq!(checksums(&source).await, checksums(&target).await);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -197,13 +205,13 @@ async fn a_backup_taken_during_writes_restores_consistent() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let dir = scratch();
     let out = dir.join("live");
-    let manifest = backup::create(&source.db, &out, 4, Arc::default()).await.unwrap();
+    let manifest = backup::create(&source.db, &out, &workers(4), Arc::default()).await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         assert!(w.await.unwrap() > 0);
     }
     // The restore re-creates every foreign key, so an orphan would fail it; check explicitly too.
-    backup::restore(&target.db, &out, false, Arc::default()).await.unwrap();
+    backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap();
     let orphans = count(
         &target,
         "select (select count(*) from task_tags x where not exists (select 1 from tasks t where t.id = x.task_id)) \
@@ -230,18 +238,18 @@ async fn restore_refuses_a_non_empty_target_and_a_backup_from_a_newer_todo_db() 
     let (source, target) = tokio::join!(populated(), populated());
     let dir = scratch();
     let out = dir.join("b");
-    backup::create(&source.db, &out, 2, Arc::default()).await.unwrap();
-    let err = backup::restore(&target.db, &out, false, Arc::default()).await.unwrap_err();
+    backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
+    let err = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap_err();
     assert!(err.to_string().contains("--replace"), "{err}");
     // --replace overwrites it, in the same transaction as the load.
-    backup::restore(&target.db, &out, true, Arc::default()).await.unwrap();
+    backup::restore(&target.db, &out, &replace(), Arc::default()).await.unwrap();
     assert_eq!(checksums(&source).await, checksums(&target).await);
     // A backup from a newer schema is refused before anything is touched.
     let path = out.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     m["migrations"].as_array_mut().unwrap().push(serde_json::json!({"version": 99, "name": "future", "checksum": "x"}));
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
-    let err = backup::restore(&target.db, &out, true, Arc::default()).await.unwrap_err();
+    let err = backup::restore(&target.db, &out, &replace(), Arc::default()).await.unwrap_err();
     assert!(err.to_string().contains("0099_future") && err.to_string().contains("newer todo-db"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -251,6 +259,7 @@ fn todo_db(url: &str, backups: &Path) -> Command {
     cmd.env("DATABASE_URL", url)
         .env_remove("DATABASE_DIRECT_URL")
         .env_remove("TODO_DB_ENVIRONMENT")
+        .env_remove("TODO_DB_BACKUP_KEY")
         .env("TODO_DB_BACKUP_DIR", backups)
         .env("TODO_DB_CONNECT_RETRY", "1s");
     cmd
@@ -323,5 +332,61 @@ async fn cli_creates_lists_verifies_restores_into_a_new_database_and_prunes() {
         .stdout(predicate::str::contains("removed 1 backups"));
     assert_eq!(backup::list(&dir).unwrap().len(), 1);
     todo_db(&source.url, &dir).args(["backup", "prune"]).assert().failure();
+    // Encryption: a key from keygen; --encrypt without one is refused.
+    todo_db(&source.url, &dir)
+        .args(["backup", "create", "--encrypt"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("needs TODO_DB_BACKUP_KEY"));
+    let key = todo_db(&source.url, &dir).args(["backup", "keygen"]).assert().success().get_output().stdout.clone();
+    let key = String::from_utf8(key).unwrap().trim().to_string();
+    let enc = dir.join("enc");
+    todo_db(&source.url, &dir)
+        .env("TODO_DB_BACKUP_KEY", &key)
+        .args(["backup", "create", "--encrypt", "--out", enc.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&key).not());
+    todo_db(&source.url, &dir)
+        .env("TODO_DB_BACKUP_KEY", &key)
+        .args(["backup", "verify", enc.to_str().unwrap()])
+        .assert()
+        .success();
+    todo_db(&source.url, &dir)
+        .env("TODO_DB_BACKUP_KEY", todo_db::backup::Key::generate().encode())
+        .args(["backup", "verify", enc.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not this backup's key"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn encrypted_backups_restore_with_their_key_and_name_a_wrong_or_missing_key() {
+    let (source, target) = tokio::join!(populated(), TestDb::new());
+    let dir = scratch();
+    let out = dir.join("enc");
+    let key = backup::Key::generate();
+    let options = backup::CreateOptions { workers: 2, key: Some(key.clone()) };
+    let manifest = backup::create(&source.db, &out, &options, Arc::default()).await.unwrap();
+    assert_eq!(manifest.encryption.as_ref().unwrap().key_id, key.id());
+    let raw = std::fs::read(out.join("users.copy.zst")).unwrap();
+    assert!(raw.starts_with(b"TDBENC1\0"), "the file is encrypted, not plain zstd");
+    assert!(!std::fs::read_to_string(out.join("manifest.json")).unwrap().contains(&key.encode()));
+    // Offline checks work without the key (sizes, SHA-256) and with it (decrypt, decompress).
+    assert!(backup::verify(&out, None).unwrap().1.is_empty());
+    assert!(backup::verify(&out, Some(&key)).unwrap().1.is_empty());
+    // Missing and wrong keys are clear errors, and nothing is loaded.
+    let err = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap_err();
+    assert!(err.to_string().contains("encrypted") && err.to_string().contains("TODO_DB_BACKUP_KEY"), "{err}");
+    let wrong = backup::RestoreOptions { replace: false, key: Some(backup::Key::generate()) };
+    let err = backup::restore(&target.db, &out, &wrong, Arc::default()).await.unwrap_err();
+    assert!(err.to_string().contains("is not this backup's key"), "{err}");
+    assert!(backup::verify(&out, wrong.key.as_ref()).is_err());
+    assert_eq!(count(&target, "select count(*) from users").await, 0);
+    // The right key restores it exactly.
+    let right = backup::RestoreOptions { replace: false, key: Some(key) };
+    backup::restore(&target.db, &out, &right, Arc::default()).await.unwrap();
+    assert_eq!(checksums(&source).await, checksums(&target).await);
     std::fs::remove_dir_all(dir).ok();
 }

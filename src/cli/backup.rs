@@ -33,6 +33,8 @@ enum BackupCommand {
     List(ListArgs),
     /// Remove old backups from the backup directory.
     Prune(PruneArgs),
+    /// Print a new random encryption key (base64) for TODO_DB_BACKUP_KEY.
+    Keygen,
 }
 
 /// Where backups go by default: $TODO_DB_BACKUP_DIR, else ./backups.
@@ -51,6 +53,9 @@ struct CreateArgs {
     /// Connections copying tables at the same time.
     #[arg(long, default_value_t = 4, value_name = "N")]
     workers: usize,
+    /// Encrypt the table files (ChaCha20-Poly1305) with the key in TODO_DB_BACKUP_KEY.
+    #[arg(long)]
+    encrypt: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -112,6 +117,10 @@ impl BackupArgs {
             BackupCommand::Restore(a) => a.run(settings).await,
             BackupCommand::List(a) => a.run(),
             BackupCommand::Prune(a) => a.run(),
+            BackupCommand::Keygen => {
+                println!("{}", backup::Key::generate().encode());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }
@@ -166,10 +175,14 @@ impl CreateArgs {
                 .unwrap_or_default();
             backup_dir().join(format!("todo-db-{stamp}"))
         });
+        let key = backup::Key::from_env()?;
+        if self.encrypt && key.is_none() {
+            anyhow::bail!("--encrypt needs TODO_DB_BACKUP_KEY (make one with `todo-db backup keygen`)");
+        }
+        let options = backup::CreateOptions { workers: self.workers, key: if self.encrypt { key } else { None } };
         let progress = Arc::new(Progress::default());
         let started = Instant::now();
-        let manifest =
-            with_progress("backup", progress.clone(), backup::create(&db, &out, self.workers, progress)).await?;
+        let manifest = with_progress("backup", progress.clone(), backup::create(&db, &out, &options, progress)).await?;
         let seconds = started.elapsed().as_secs_f64();
         if self.output.json {
             let out = serde_json::json!({ "path": out, "seconds": seconds, "manifest": manifest });
@@ -201,7 +214,7 @@ fn print_tables(m: &backup::Manifest) {
 
 impl VerifyArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let (manifest, damage) = backup::verify(&self.path)?;
+        let (manifest, damage) = backup::verify(&self.path, backup::Key::from_env()?.as_ref())?;
         if self.output.json {
             let out = serde_json::json!({ "path": self.path, "ok": damage.is_empty(), "damaged": damage, "manifest": manifest });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -211,6 +224,11 @@ impl VerifyArgs {
                 println!("also damaged: table {}: {}", d.table, d.reason);
             }
         } else {
+            if manifest.encryption.is_some() && std::env::var_os("TODO_DB_BACKUP_KEY").is_none() {
+                println!(
+                    "(encrypted: sizes and SHA-256 checked; set TODO_DB_BACKUP_KEY to also decrypt and decompress)"
+                );
+            }
             println!(
                 "ok: {} tables, {} rows, {:.1} MB, taken {} from {} at migration {}",
                 manifest.tables.len(),
@@ -244,10 +262,10 @@ impl RestoreArgs {
         if self.replace {
             super::data::refuse_if_protected(&db, settings, self.force, "restore --replace").await?;
         }
+        let options = backup::RestoreOptions { replace: self.replace, key: backup::Key::from_env()? };
         let progress = Arc::new(Progress::default());
         let report =
-            with_progress("restore", progress.clone(), backup::restore(&db, &self.path, self.replace, progress))
-                .await?;
+            with_progress("restore", progress.clone(), backup::restore(&db, &self.path, &options, progress)).await?;
         if self.output.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

@@ -22,6 +22,9 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::schema;
 
+mod crypt;
+pub use crypt::Key;
+
 /// The manifest's format version; a backup with a newer one is refused.
 pub const FORMAT: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
@@ -42,7 +45,54 @@ pub struct Manifest {
     pub migrations: Vec<ManifestMigration>,
     /// The audit seal taken just before the snapshot, if anything was left to seal.
     pub audit_seal: Option<i64>,
+    /// Set when the table files are encrypted.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
     pub tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Encryption {
+    pub cipher: String,
+    /// Fingerprint of the key (not the key): tells a wrong key from damage.
+    pub key_id: String,
+}
+
+impl Manifest {
+    /// The key to read this backup's files with: `None` for a plain backup; an error when the
+    /// backup is encrypted and `key` is missing or another key.
+    pub fn key<'k>(&self, key: Option<&'k Key>) -> Result<Option<&'k Key>> {
+        let Some(enc) = &self.encryption else { return Ok(None) };
+        if enc.cipher != crypt::CIPHER {
+            return Err(Error::validation("backup", format!("unknown cipher {}", enc.cipher)));
+        }
+        match key {
+            None => Err(Error::validation(
+                "TODO_DB_BACKUP_KEY",
+                format!("this backup is encrypted (key id {}): set TODO_DB_BACKUP_KEY to its key", enc.key_id),
+            )),
+            Some(k) if k.id() != enc.key_id => Err(Error::validation(
+                "TODO_DB_BACKUP_KEY",
+                format!("is not this backup's key (backup key id {}, given key id {})", enc.key_id, k.id()),
+            )),
+            Some(k) => Ok(Some(k)),
+        }
+    }
+}
+
+/// How to take a backup.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Connections copying tables at the same time.
+    pub workers: usize,
+    /// Encrypt the table files with this key.
+    pub key: Option<Key>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions { workers: 4, key: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,7 +165,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 
 /// Takes a backup of `db` into the new directory `out`, with `workers` connections copying tables
 /// concurrently from one exported snapshot. Seals the audit log first.
-pub async fn create(db: &Db, out: &Path, workers: usize, progress: Arc<Progress>) -> Result<Manifest> {
+pub async fn create(db: &Db, out: &Path, options: &CreateOptions, progress: Arc<Progress>) -> Result<Manifest> {
     if out.exists() {
         return Err(Error::validation("out", format!("{} already exists", out.display())));
     }
@@ -125,7 +175,7 @@ pub async fn create(db: &Db, out: &Path, workers: usize, progress: Arc<Progress>
     let tmp = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io_err("creating", &tmp, e))?;
-    let result = create_in(db, &tmp, workers, progress).await;
+    let result = create_in(db, &tmp, options, progress).await;
     let manifest = match result {
         Ok(m) => m,
         Err(e) => {
@@ -140,7 +190,7 @@ pub async fn create(db: &Db, out: &Path, workers: usize, progress: Arc<Progress>
     Ok(manifest)
 }
 
-async fn create_in(db: &Db, dir: &Path, workers: usize, progress: Arc<Progress>) -> Result<Manifest> {
+async fn create_in(db: &Db, dir: &Path, options: &CreateOptions, progress: Arc<Progress>) -> Result<Manifest> {
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
     let audit_seal = crate::audit::seal(db, std::time::Duration::from_secs(30)).await?.map(|s| s.id);
@@ -171,9 +221,10 @@ async fn create_in(db: &Db, dir: &Path, workers: usize, progress: Arc<Progress>)
     let queue = Arc::new(Mutex::new(queue));
     let entries = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
-    for _ in 0..workers.clamp(1, TABLES.len()) {
+    for _ in 0..options.workers.clamp(1, TABLES.len()) {
         let (db, queue, entries, snapshot, dir, progress) =
             (db.clone(), queue.clone(), entries.clone(), snapshot.clone(), dir.to_path_buf(), progress.clone());
+        let key = options.key.clone();
         handles.push(tokio::spawn(async move {
             let mut conn = db.admin().connection().await?;
             let target = db.target().to_string();
@@ -188,7 +239,7 @@ async fn create_in(db: &Db, dir: &Path, workers: usize, progress: Arc<Progress>)
             tx.batch_execute(&format!("set transaction snapshot '{snapshot}'")).await.map_err(fail)?;
             loop {
                 let Some(table) = queue.lock().expect("not poisoned").pop_front() else { break };
-                let entry = dump_table(&tx, &table, &dir, &progress).await?;
+                let entry = dump_table(&tx, &table, &dir, key.as_ref(), &progress).await?;
                 entries.lock().expect("not poisoned").push(entry);
             }
             tx.commit().await.map_err(fail)?;
@@ -209,6 +260,7 @@ async fn create_in(db: &Db, dir: &Path, workers: usize, progress: Arc<Progress>)
         server_version,
         migrations,
         audit_seal,
+        encryption: options.key.as_ref().map(|k| Encryption { cipher: crypt::CIPHER.into(), key_id: k.id() }),
         tables,
     };
     let path = dir.join(MANIFEST);
@@ -245,6 +297,7 @@ async fn dump_table(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
     dir: &Path,
+    key: Option<&Key>,
     progress: &Arc<Progress>,
 ) -> Result<TableEntry> {
     let fail = |e| Error::from_pg(e, "backup");
@@ -254,15 +307,13 @@ async fn dump_table(
     let path = dir.join(&file);
     let (send, recv) = std::sync::mpsc::sync_channel::<Bytes>(8);
     let writer = {
-        let path = path.clone();
+        let (path, key, table) = (path.clone(), key.cloned(), table.to_string());
         tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
             let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, File::create(&path)?));
-            let mut z = zstd::stream::Encoder::new(out, 3)?;
-            z.include_checksum(true)?;
-            for chunk in recv {
-                z.write_all(&chunk)?;
-            }
-            let out = z.finish()?;
+            let out = match key {
+                Some(key) => compress(crypt::Sealer::new(out, &key, &table)?, recv)?.finish()?,
+                None => compress(out, recv)?,
+            };
             let (inner, bytes, digest) = out.finish();
             inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             Ok((bytes, digest))
@@ -288,6 +339,29 @@ async fn dump_table(
     copied?;
     let (bytes, sha256) = written.map_err(|e| io_err("writing", &path, e))?;
     Ok(TableEntry { name: table.to_string(), file, columns: cols, rows: rows as u64, bytes, sha256 })
+}
+
+/// Compresses every chunk from `recv` into `out` (zstd level 3, with frame checksums).
+fn compress<W: Write>(out: W, recv: std::sync::mpsc::Receiver<Bytes>) -> std::io::Result<W> {
+    let mut z = zstd::stream::Encoder::new(out, 3)?;
+    z.include_checksum(true)?;
+    for chunk in recv {
+        z.write_all(&chunk)?;
+    }
+    z.finish()
+}
+
+/// A reader of one table file's COPY data: decrypted when `key` is set, then decompressed.
+fn decompressor<'r, R: Read + 'r>(
+    file: R,
+    key: Option<&Key>,
+    table: &str,
+) -> std::io::Result<zstd::stream::Decoder<'r, BufReader<Box<dyn Read + 'r>>>> {
+    let source: Box<dyn Read + 'r> = match key {
+        Some(k) => Box::new(crypt::Opener::new(file, k, table)?),
+        None => Box::new(file),
+    };
+    zstd::stream::Decoder::new(source)
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -346,11 +420,17 @@ pub struct Damage {
 
 /// Checks the manifest and every file against it, offline: sizes, SHA-256, and that each file
 /// decompresses cleanly. Returns the manifest and the damaged tables (empty when all is well).
-pub fn verify(dir: &Path) -> Result<(Manifest, Vec<Damage>)> {
+/// An encrypted backup is checked without decrypting unless `key` is given.
+pub fn verify(dir: &Path, key: Option<&Key>) -> Result<(Manifest, Vec<Damage>)> {
     let manifest = Manifest::read(dir)?;
+    let key = match (&manifest.encryption, key) {
+        (Some(_), None) => None,
+        _ => manifest.key(key)?,
+    };
+    let decrypt = manifest.encryption.is_none() || key.is_some();
     let mut damage = Vec::new();
     for t in &manifest.tables {
-        if let Err(reason) = verify_file(dir, t) {
+        if let Err(reason) = verify_file(dir, t, key, decrypt) {
             damage.push(Damage { table: t.name.clone(), reason });
         }
     }
@@ -360,7 +440,7 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<Damage>)> {
     Ok((manifest, damage))
 }
 
-fn verify_file(dir: &Path, t: &TableEntry) -> std::result::Result<(), String> {
+fn verify_file(dir: &Path, t: &TableEntry, key: Option<&Key>, decompress: bool) -> std::result::Result<(), String> {
     let path = dir.join(&t.file);
     let size = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?.len();
     if size != t.bytes {
@@ -371,13 +451,25 @@ fn verify_file(dir: &Path, t: &TableEntry) -> std::result::Result<(), String> {
         hash: Sha256::new(),
         bytes: 0,
     };
-    let mut z = zstd::stream::Decoder::new(&mut reader).map_err(|e| format!("{}: {e}", t.file))?;
-    std::io::copy(&mut z, &mut std::io::sink()).map_err(|e| format!("{}: does not decompress: {e}", t.file))?;
-    drop(z);
+    if decompress {
+        let mut z = decompressor(&mut reader, key, &t.name).map_err(|e| format!("{}: {e}", t.file))?;
+        std::io::copy(&mut z, &mut std::io::sink()).map_err(|e| format!("{}: does not read back: {e}", t.file))?;
+    } else {
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| format!("{}: {e}", t.file))?;
+    }
     if hex::encode(reader.hash.finalize()) != t.sha256 {
         return Err(format!("{}: SHA-256 differs from the manifest (the data was altered)", t.file));
     }
     Ok(())
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Overwrite a target that already holds todo-db data.
+    pub replace: bool,
+    /// The key of an encrypted backup.
+    pub key: Option<Key>,
 }
 
 /// What a restore did.
@@ -396,9 +488,11 @@ pub struct RestoreReport {
 /// (as pg_restore builds them after the data), the audit triggers are off inside it (restored
 /// rows make no new audit entries; the log itself is restored as it was), and row counts are
 /// checked before it commits. An interruption leaves the target as it was.
-pub async fn restore(db: &Db, dir: &Path, replace: bool, progress: Arc<Progress>) -> Result<RestoreReport> {
+pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Arc<Progress>) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
+    let replace = options.replace;
     let manifest = Manifest::read(dir)?;
+    let key = manifest.key(options.key.as_ref())?;
     let version = manifest.migration_version();
     for m in &manifest.migrations {
         match schema::MIGRATIONS.iter().find(|k| k.version == m.version) {
@@ -493,7 +587,7 @@ pub async fn restore(db: &Db, dir: &Path, replace: bool, progress: Arc<Progress>
         if !TABLES.contains(&t.name.as_str()) {
             return Err(Error::validation("backup", format!("unknown table {} in the manifest", t.name)));
         }
-        let loaded = load_table(&tx, dir, t, &progress).await?;
+        let loaded = load_table(&tx, dir, t, key, &progress).await?;
         if loaded != t.rows {
             return Err(Error::validation(
                 "backup",
@@ -548,21 +642,22 @@ async fn load_table(
     tx: &tokio_postgres::Transaction<'_>,
     dir: &Path,
     t: &TableEntry,
+    key: Option<&Key>,
     progress: &Arc<Progress>,
 ) -> Result<u64> {
     let fail = |e| Error::from_pg(e, "restore");
     let path: PathBuf = dir.join(&t.file);
     let (send, mut recv) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let expected = t.sha256.clone();
+    let (expected, key, table) = (t.sha256.clone(), key.cloned(), t.name.clone());
     let reader = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut hashing =
             HashingReader { inner: BufReader::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
         {
-            let mut z = zstd::stream::Decoder::new(&mut hashing).map_err(|e| e.to_string())?;
+            let mut z = decompressor(&mut hashing, key.as_ref(), &table).map_err(|e| e.to_string())?;
             loop {
                 let mut buf = vec![0u8; 256 * 1024];
-                let n = z.read(&mut buf).map_err(|e| format!("does not decompress: {e}"))?;
+                let n = z.read(&mut buf).map_err(|e| format!("does not read back: {e}"))?;
                 if n == 0 {
                     break;
                 }
