@@ -136,6 +136,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TODO_DB_HOME", "directory of the embedded local cluster (default .todo-db)"),
     ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
     ("TODO_DB_BACKUP_DIR", "where backup create writes and backup list / prune look (default backups)"),
+    ("TODO_DB_BACKUP_KEY", "base64 256-bit key for backup create --encrypt, verify and restore"),
     ("TODO_DB_ENVIRONMENT", "production = reset, seed and restore --replace refuse without --force"),
     ("TODO_DB_POOL_SIZE", "steady pool connections (default 20)"),
     ("TODO_DB_POOL_OVERFLOW", "extra connections under load (default 30)"),
