@@ -11,6 +11,7 @@ pub mod backup;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod local;
 pub mod model;
 pub mod schema;

@@ -3,9 +3,11 @@
 mod audit;
 mod backup;
 mod data;
+mod health;
 mod init;
 mod local;
 mod security;
+mod serve;
 mod verify;
 mod views;
 
@@ -125,6 +127,10 @@ enum Command {
     Protect(data::ProtectArgs),
     /// Backups: create, verify offline, restore all-or-nothing, list, prune.
     Backup(backup::BackupArgs),
+    /// Health checks (connection, load, locks, vacuum, migrations, RLS, audit); exit 0 ok, 1 warning, 2 critical, 3 unknown.
+    Health(health::HealthArgs),
+    /// HTTP service: /livez, /readyz, /health, /metrics (Prometheus); seals the audit log on a schedule.
+    Serve(serve::ServeArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -142,6 +148,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checksum(a) => a.run(&settings).await,
         Command::Protect(a) => a.run(&settings).await,
         Command::Backup(a) => a.run(&settings).await,
+        Command::Health(a) => a.run(&settings).await,
+        Command::Serve(a) => a.run(&settings).await,
     }
 }
 

@@ -1,0 +1,245 @@
+//! Health checks flip when their condition is created for real; the service answers /livez,
+//! /readyz, /health and /metrics, and follows the database down and back up.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::TestDb;
+use todo_db::health::{self, Limit, Status, Thresholds};
+
+fn tight() -> Thresholds {
+    Thresholds {
+        long_queries: Limit { warning: 1.0, critical: 600.0 },
+        idle_in_transaction: Limit { warning: 1.0, critical: 600.0 },
+        blocked: Limit { warning: 1.0, critical: 50.0 },
+        ..Thresholds::default()
+    }
+}
+
+async fn status_of(t: &TestDb, check: &str, th: &Thresholds) -> (Status, String) {
+    let r = health::run(&t.db, None, th, &[check.to_string()]).await.unwrap();
+    assert_eq!(r.checks.len(), 1);
+    (r.checks[0].status, r.checks[0].message.clone())
+}
+
+#[tokio::test]
+async fn a_fresh_database_is_healthy_and_a_slow_check_is_unknown_not_a_hang() {
+    let t = TestDb::new().await;
+    let r = health::run(&t.db, None, &Thresholds::default(), &[]).await.unwrap();
+    assert_eq!(r.checks.len(), health::CHECKS.len());
+    for c in &r.checks {
+        assert_eq!(c.status, Status::Ok, "{}: {}", c.name, c.message);
+    }
+    let hurried = Thresholds { check_timeout: Duration::from_micros(1), ..Thresholds::default() };
+    let started = Instant::now();
+    let r = health::run(&t.db, None, &hurried, &["rls_posture".into()]).await.unwrap();
+    assert_eq!(r.status, Status::Unknown);
+    assert!(r.checks[0].message.contains("no answer within"), "{}", r.checks[0].message);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let err = health::run(&t.db, None, &hurried, &["nope".into()]).await.unwrap_err();
+    assert!(err.to_string().contains("invalid check"), "{err}");
+}
+
+#[tokio::test]
+async fn session_checks_flip_on_idle_transactions_locks_and_long_statements() {
+    let t = TestDb::new().await;
+    let th = tight();
+    // Idle in transaction.
+    let idle = t.db.admin().connection().await.unwrap();
+    idle.batch_execute("begin; select 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (s, msg) = status_of(&t, "idle_in_transaction", &th).await;
+    assert_eq!(s, Status::Warning, "{msg}");
+    assert!(msg.contains("pg_terminate_backend"), "{msg}");
+    // A lock held by that transaction blocks another session.
+    idle.batch_execute("lock table tags in access exclusive mode").await.unwrap();
+    let blocked = tokio::spawn({
+        let db = t.db.clone();
+        async move { db.admin().query("select count(*) from tags", &[]).await.map(|_| ()) }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut s, mut msg) = (Status::Ok, String::new());
+    while Instant::now() < deadline && s == Status::Ok {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (s, msg) = status_of(&t, "blocked", &th).await;
+    }
+    assert_eq!(s, Status::Warning, "{msg}");
+    assert!(msg.contains("waits") && msg.contains("pid"), "{msg}");
+    idle.batch_execute("rollback").await.unwrap();
+    blocked.await.unwrap().unwrap();
+    assert_eq!(status_of(&t, "blocked", &th).await.0, Status::Ok);
+    assert_eq!(status_of(&t, "idle_in_transaction", &th).await.0, Status::Ok);
+    // A long statement.
+    let sleeper = tokio::spawn({
+        let db = t.db.clone();
+        async move { db.admin().query("select pg_sleep(2.5)", &[]).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (s, msg) = status_of(&t, "long_queries", &th).await;
+    assert_eq!(s, Status::Warning, "{msg}");
+    assert!(msg.contains("pg_cancel_backend"), "{msg}");
+    sleeper.await.unwrap().unwrap();
+    assert_eq!(status_of(&t, "long_queries", &th).await.0, Status::Ok);
+}
+
+#[tokio::test]
+async fn schema_checks_flip_on_a_dropped_audit_trigger_disabled_rls_and_a_pending_migration() {
+    let t = TestDb::new().await;
+    let th = Thresholds::default();
+    t.db.admin().batch("drop trigger tasks_audit on tasks").await.unwrap();
+    let (s, msg) = status_of(&t, "audit_triggers", &th).await;
+    assert_eq!(s, Status::Critical, "{msg}");
+    assert!(msg.contains("tasks"), "{msg}");
+    t.db.admin().batch("alter table tags disable row level security").await.unwrap();
+    let (s, msg) = status_of(&t, "rls_posture", &th).await;
+    assert_eq!(s, Status::Critical, "{msg}");
+    assert!(msg.contains("tags"), "{msg}");
+    t.db.admin()
+        .batch("delete from todo_db_migrations where version = (select max(version) from todo_db_migrations)")
+        .await
+        .unwrap();
+    let (s, msg) = status_of(&t, "migrations", &th).await;
+    assert_eq!(s, Status::Warning, "{msg}");
+    assert!(msg.contains("migrate --apply"), "{msg}");
+}
+
+#[tokio::test]
+async fn cli_exit_codes_follow_the_worst_status() {
+    let t = TestDb::new().await;
+    let run = || {
+        let mut cmd = std::process::Command::cargo_bin("todo-db").unwrap();
+        cmd.env("DATABASE_URL", &t.url).env_remove("DATABASE_DIRECT_URL").env_remove("DATABASE_READ_URL");
+        cmd
+    };
+    let out = run().args(["health", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "ok");
+    // A pending migration: warning, exit 1.
+    t.db.admin()
+        .batch("delete from todo_db_migrations where version = (select max(version) from todo_db_migrations)")
+        .await
+        .unwrap();
+    assert_eq!(run().args(["health", "--check", "migrations"]).output().unwrap().status.code(), Some(1));
+    // A dropped audit trigger: critical, exit 2 (the worst wins over the warning).
+    t.db.admin().batch("drop trigger tags_audit on tags").await.unwrap();
+    assert_eq!(run().arg("health").output().unwrap().status.code(), Some(2));
+    // A check that cannot finish in time: unknown, exit 3.
+    let out =
+        run().env("TODO_DB_HEALTH_CHECK_TIMEOUT", "1ms").args(["health", "--check", "rls_posture"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // Unreachable: critical.
+    let out = std::process::Command::cargo_bin("todo-db")
+        .unwrap()
+        .env("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?sslmode=disable")
+        .env("TODO_DB_CONNECT_RETRY", "0s")
+        .arg("health")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CRITICAL connection"));
+}
+
+/// GET `path` from `addr`: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+/// `todo-db serve` on a free port, against the embedded cluster in `home`; returns the process
+/// and the address it printed.
+fn serve(home: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = std::process::Command::cargo_bin("todo-db")
+        .unwrap()
+        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_DIRECT_URL")
+        .env_remove("DATABASE_READ_URL")
+        .env("TODO_DB_HOME", home)
+        .env("TODO_DB_CONNECT_RETRY", "1s")
+        .env("TODO_DB_CONNECT_TIMEOUT", "1s")
+        .args(["serve", "--listen", "127.0.0.1:0", "--ready-deadline", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
+    (child, addr)
+}
+
+#[test]
+fn the_service_follows_the_database_down_and_up_and_its_metrics_parse() {
+    let home = std::env::temp_dir().join(format!("todo-db-serve-{}", std::process::id()));
+    let local = |args: &[&str]| {
+        let out = std::process::Command::cargo_bin("todo-db")
+            .unwrap()
+            .env_remove("DATABASE_URL")
+            .env("TODO_DB_HOME", &home)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    local(&["init"]);
+    let (mut child, addr) = serve(&home);
+    assert_eq!(get(&addr, "/livez").0, 200);
+    let (code, body) = get(&addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = get(&addr, "/health");
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(report["checks"].as_array().unwrap().len() >= 10);
+
+    // Metrics: valid exposition format (parsed), with check, pool and request series.
+    let (code, text) = get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let has = |name: &str, label: (&str, &str)| {
+        scrape.samples.iter().any(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+    };
+    assert!(has("todo_db_check_status", ("check", "migrations")));
+    assert!(has("todo_db_pool_connections", ("state", "open")));
+    assert!(has("todo_db_http_requests_total", ("route", "/readyz")));
+    assert!(scrape.samples.iter().any(|s| s.metric == "todo_db_http_request_duration_seconds_bucket"
+        || s.metric == "todo_db_http_request_duration_seconds"));
+
+    // The database goes away: /readyz answers 503 within its deadline, /livez stays 200.
+    local(&["local", "stop"]);
+    let started = Instant::now();
+    let (code, body) = get(&addr, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert_eq!(get(&addr, "/livez").0, 200);
+    // And comes back: ready again without restarting the service.
+    local(&["local", "start"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = get(&addr, "/readyz");
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+    assert_eq!(get(&addr, "/livez").0, 200);
+
+    // SIGTERM: a graceful exit.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    local(&["local", "stop"]);
+    std::fs::remove_dir_all(&home).ok();
+}
