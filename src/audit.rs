@@ -180,11 +180,24 @@ pub struct RestorePlan {
 const RESTORED: [&str; 6] = ["title", "description", "priority", "completed", "completed_at", "due_at"];
 
 /// Puts a task (its fields and its tags) back as it was at `as_of`, as new audited changes whose
-/// reason names the restore. A task created since is deleted; one deleted since comes back.
-pub async fn restore_task(db: &Db, task: TaskId, as_of: OffsetDateTime, dry_run: bool) -> Result<RestorePlan> {
+/// reason names the restore. A task created since is deleted (kept with `keep_created`); one
+/// deleted since comes back.
+pub async fn restore_task(
+    db: &Db,
+    task: TaskId,
+    as_of: OffsetDateTime,
+    dry_run: bool,
+    keep_created: bool,
+) -> Result<RestorePlan> {
     let (mut plan, then) = plan_task(db, task.0, as_of, &BTreeSet::new()).await?;
     if then.is_none() && plan.action == "none" {
         return Err(Error::NotFound { entity: "task (no audit history before that time)" });
+    }
+    if keep_created && plan.action == "delete" {
+        plan.action = "none";
+        plan.changes.clear();
+        plan.tags_added.clear();
+        plan.tags_removed.clear();
     }
     if dry_run || plan.is_noop() {
         return Ok(plan);
@@ -323,8 +336,15 @@ pub struct UserRestorePlan {
 }
 
 /// Puts all of a user's tags and tasks (with their tag links) back as they were at `as_of`, in one
-/// transaction: deleted ones come back, ones created since are removed, changed ones revert.
-pub async fn restore_user(db: &Db, user: UserId, as_of: OffsetDateTime, dry_run: bool) -> Result<UserRestorePlan> {
+/// transaction: deleted ones come back, ones created since are removed (kept with
+/// `keep_created`), changed ones revert.
+pub async fn restore_user(
+    db: &Db,
+    user: UserId,
+    as_of: OffsetDateTime,
+    dry_run: bool,
+    keep_created: bool,
+) -> Result<UserRestorePlan> {
     let admin = db.admin();
     let mut tags = Vec::new();
     let mut tag_states = Vec::new();
@@ -338,6 +358,7 @@ pub async fn restore_user(db: &Db, user: UserId, as_of: OffsetDateTime, dry_run:
         let name = |v: &Option<serde_json::Value>| v.as_ref().and_then(|j| j["name"].as_str().map(String::from));
         let action = match (&then, &now) {
             (Some(_), None) => "recreate",
+            (None, Some(_)) if keep_created => continue,
             (None, Some(_)) => "delete",
             (Some(t), Some(n)) if t["name"] != n["name"] || t["color"] != n["color"] => "update",
             _ => continue,
@@ -349,7 +370,7 @@ pub async fn restore_user(db: &Db, user: UserId, as_of: OffsetDateTime, dry_run:
     let mut tasks = Vec::new();
     for task in record_ids(db, "tasks", user).await? {
         let (plan, then) = plan_task(db, task, as_of, &recreated).await?;
-        if !plan.is_noop() {
+        if !plan.is_noop() && !(keep_created && plan.action == "delete") {
             tasks.push((plan, then));
         }
     }

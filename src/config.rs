@@ -137,6 +137,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
     ("TODO_DB_BACKUP_DIR", "where backup create writes and backup list / prune look (default backups)"),
     ("TODO_DB_BACKUP_KEY", "base64 256-bit key for backup create --encrypt, verify and restore"),
+    ("TODO_DB_LISTEN", "serve: listen address (default 127.0.0.1:8080)"),
+    ("TODO_DB_SEAL_EVERY", "serve: seal the audit log this often (default 1h; 0 disables)"),
+    ("TODO_DB_HEALTH_CHECK_TIMEOUT", "time limit of each health check (default 5s)"),
+    (
+        "TODO_DB_HEALTH_<CHECK>",
+        "warning,critical thresholds of one health check, e.g. TODO_DB_HEALTH_LONG_QUERIES=30,300",
+    ),
     ("TODO_DB_ENVIRONMENT", "production = reset, seed and restore --replace refuse without --force"),
     ("TODO_DB_POOL_SIZE", "steady pool connections (default 20)"),
     ("TODO_DB_POOL_OVERFLOW", "extra connections under load (default 30)"),

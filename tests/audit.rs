@@ -230,12 +230,12 @@ async fn a_task_edited_five_times_and_deleted_comes_back_as_it_was_at_the_second
 
     let state = audit::state_at(&t.db, "tasks", task.id.0, at).await.unwrap().unwrap();
     assert_eq!(state["title"], "v2");
-    let plan = audit::restore_task(&t.db, task.id, at, true).await.unwrap();
+    let plan = audit::restore_task(&t.db, task.id, at, true, false).await.unwrap();
     assert_eq!(plan.action, "recreate");
     assert!(!plan.applied);
     assert!(matches!(s.tasks().get(task.id).await, Err(Error::NotFound { .. })), "a dry run changes nothing");
 
-    let done = audit::restore_task(&t.db, task.id, at, false).await.unwrap();
+    let done = audit::restore_task(&t.db, task.id, at, false, false).await.unwrap();
     assert!(done.applied);
     let back = s.tasks().get(task.id).await.unwrap();
     assert_eq!(back.title, "v2");
@@ -250,7 +250,7 @@ async fn a_task_edited_five_times_and_deleted_comes_back_as_it_was_at_the_second
         .update(task.id, &TaskPatch { title: Some(TaskTitle::parse("v9").unwrap()), ..Default::default() })
         .await
         .unwrap();
-    let plan = audit::restore_task(&t.db, task.id, at, false).await.unwrap();
+    let plan = audit::restore_task(&t.db, task.id, at, false, false).await.unwrap();
     assert_eq!(plan.action, "update");
     assert_eq!(s.tasks().get(task.id).await.unwrap().title, "v2");
 }
@@ -327,7 +327,15 @@ async fn a_users_tasks_and_tags_are_restored_together_and_later_ones_removed() {
     assert_eq!(plan["tasks"].as_array().unwrap().len(), 3, "kept (update), deleted (recreate), later (delete)");
     assert_eq!(s.tasks().list(&TaskFilter::default()).await.unwrap().items.len(), 2, "a dry run changes nothing");
 
-    let done = audit::restore_user(&t.db, u, at, false).await.unwrap();
+    // With --keep-created, what was created since stays: only the update and the recreate remain.
+    let keep = audit::restore_user(&t.db, u, at, true, true).await.unwrap();
+    let actions: Vec<&str> = keep.tasks.iter().map(|p| p.action).collect();
+    assert_eq!(keep.tasks.len(), 2, "{actions:?}");
+    assert!(!actions.contains(&"delete") && !keep.tags.iter().any(|g| g.action == "delete"), "{actions:?}");
+    let single = audit::restore_task(&t.db, later.id, at, true, true).await.unwrap();
+    assert_eq!(single.action, "none", "a task created since is kept");
+
+    let done = audit::restore_user(&t.db, u, at, false, false).await.unwrap();
     assert!(done.applied);
     let mut titles: Vec<String> =
         s.tasks().list(&TaskFilter::default()).await.unwrap().items.into_iter().map(|t| t.title).collect();

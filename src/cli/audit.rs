@@ -104,6 +104,9 @@ struct RestoreArgs {
     /// Restore the state of this time (RFC 3339).
     #[arg(long)]
     as_of: String,
+    /// Keep tasks and tags created after that time (by default they are removed).
+    #[arg(long)]
+    keep_created: bool,
     #[command(flatten)]
     confirm: Confirm,
     #[command(flatten)]
@@ -218,7 +221,7 @@ impl AuditArgs {
                 let as_of = parse_time("as_of", &a.as_of)?;
                 if let Some(user) = &a.user {
                     let user = UserId::parse(user)?;
-                    let plan = audit::restore_user(&db, user, as_of, true).await?;
+                    let plan = audit::restore_user(&db, user, as_of, true, a.keep_created).await?;
                     if a.output.json {
                         println!("{}", serde_json::to_string_pretty(&plan)?);
                     } else {
@@ -239,12 +242,12 @@ impl AuditArgs {
                         println!("nothing changed");
                         return Ok(ExitCode::from(1));
                     }
-                    let done = audit::restore_user(&db, user, as_of, false).await?;
+                    let done = audit::restore_user(&db, user, as_of, false, a.keep_created).await?;
                     println!("restored {} tags and {} tasks", done.tags.len(), done.tasks.len());
                     return Ok(ExitCode::SUCCESS);
                 }
                 let task = TaskId(uuid_arg("task", a.task.as_deref().unwrap_or_default())?);
-                let plan = audit::restore_task(&db, task, as_of, true).await?;
+                let plan = audit::restore_task(&db, task, as_of, true, a.keep_created).await?;
                 print_plan(&plan, a.output.json)?;
                 if a.confirm.dry_run
                     || (plan.action == "none" && plan.tags_added.is_empty() && plan.tags_removed.is_empty())
@@ -255,7 +258,7 @@ impl AuditArgs {
                     println!("nothing changed");
                     return Ok(ExitCode::from(1));
                 }
-                let done = audit::restore_task(&db, task, as_of, false).await?;
+                let done = audit::restore_task(&db, task, as_of, false, a.keep_created).await?;
                 println!("restored: {}", done.action);
                 Ok(ExitCode::SUCCESS)
             }
