@@ -370,7 +370,8 @@ pub async fn restore_user(
     let mut tasks = Vec::new();
     for task in record_ids(db, "tasks", user).await? {
         let (plan, then) = plan_task(db, task, as_of, &recreated).await?;
-        if !plan.is_noop() && !(keep_created && plan.action == "delete") {
+        let kept = keep_created && plan.action == "delete";
+        if !plan.is_noop() && !kept {
             tasks.push((plan, then));
         }
     }
