@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod branch;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -248,9 +248,17 @@ pub async fn migrate_to(client: &mut Client, upto: Option<i32>) -> Result<Vec<Ap
         if status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied) {
             continue;
         }
-        tx.batch_execute(m.sql).await.map_err(|e| {
-            Error::Migration(format!("{:04}_{} failed: {}", m.version, m.name, crate::db::error_chain(&e)))
-        })?;
+        for stmt in split_statements(m.sql) {
+            tx.batch_execute(stmt).await.map_err(|e| {
+                Error::Migration(format!(
+                    "{:04}_{} failed: {}\n  in statement: {}",
+                    m.version,
+                    m.name,
+                    crate::db::error_chain(&e),
+                    one_line(stmt)
+                ))
+            })?;
+        }
         tx.execute(
             "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
             &[&m.version, &m.name, &m.checksum()],
@@ -298,6 +306,78 @@ async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Mi
         }
     }
     Ok(out)
+}
+
+/// Splits a migration into its statements at top-level semicolons, respecting quoted strings,
+/// quoted identifiers, dollar-quoted bodies and comments; so each statement runs on its own and
+/// a failure names its statement.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == quote {
+                        if bytes.get(i + 1) == Some(&quote) {
+                            i += 1; // doubled quote: still inside
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // A dollar quote: $$ or $tag$ ... the same tag.
+                let tag_end = sql[i + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| i + 1 + n);
+                if let Some(end) = tag_end.filter(|&e| bytes.get(e) == Some(&b'$')) {
+                    let tag = &sql[i..=end];
+                    match sql[end + 1..].find(tag) {
+                        Some(close) => i = end + 1 + close + tag.len() - 1,
+                        None => i = bytes.len(),
+                    }
+                }
+            }
+            b';' => {
+                out.push(&sql[start..=i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&sql[start.min(sql.len())..]);
+    out.into_iter().filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))).collect()
+}
+
+/// A statement on one line without comments, shortened for an error message.
+fn one_line(stmt: &str) -> String {
+    let text = stmt
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .flat_map(|l| l.split_whitespace())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.chars().count() > 160 {
+        format!("{}...", text.chars().take(160).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// Drops every todo-db object in this database (the roles, shared by the cluster, stay).
@@ -432,4 +512,35 @@ pub async fn checksum(client: &mut Client) -> Result<Vec<TableChecksum>> {
     }
     tx.commit().await.map_err(fail)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_at_top_level_semicolons_only() {
+        let sql = "create table a (x text default 'a;b'); -- one; two\n\
+                   create function f() returns int language sql as $$ select 1; $$;\n\
+                   create function g() returns int language plpgsql as $body$ begin return 1; end $body$;\n\
+                   comment on table a is 'it''s; fine'; /* a; comment */ select \"odd;name\" from a";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 5, "{parts:#?}");
+        assert!(parts[1].contains("select 1; $$;"));
+        assert!(parts[2].contains("return 1; end $body$;"));
+        assert!(parts[3].contains("it''s; fine"));
+        assert!(parts[4].contains("\"odd;name\""));
+    }
+
+    #[test]
+    fn every_migration_splits_into_whole_statements() {
+        for m in MIGRATIONS {
+            let parts = split_statements(m.sql);
+            assert!(parts.len() > 1, "{}", m.name);
+            for p in &parts {
+                assert_eq!(p.matches("$$").count() % 2, 0, "{}: unbalanced dollar quote in {p}", m.name);
+            }
+            assert!(parts.concat().split_whitespace().count() <= m.sql.split_whitespace().count());
+        }
+    }
 }

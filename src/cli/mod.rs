@@ -2,6 +2,7 @@
 
 mod audit;
 mod backup;
+mod branch;
 mod data;
 mod health;
 mod init;
@@ -127,6 +128,8 @@ enum Command {
     Protect(data::ProtectArgs),
     /// Backups: create, verify offline, restore all-or-nothing, list, prune.
     Backup(backup::BackupArgs),
+    /// Branches: instant copies of the database (create, list, delete, reset, protect, url, env, diff).
+    Branch(branch::BranchArgs),
     /// Health checks (connection, load, locks, vacuum, migrations, RLS, audit); exit 0 ok, 1 warning, 2 critical, 3 unknown.
     Health(health::HealthArgs),
     /// HTTP service: /livez, /readyz, /health, /metrics (Prometheus); seals the audit log on a schedule.
@@ -149,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Protect(a) => a.run(&settings).await,
         Command::Backup(a) => a.run(&settings).await,
         Command::Health(a) => a.run(&settings).await,
+        Command::Branch(a) => a.run(&settings).await,
         Command::Serve(a) => a.run(&settings).await,
     }
 }
