@@ -65,10 +65,10 @@ enum BranchCommand {
 pub struct Wait {
     /// How long to wait for other sessions on the parent to end.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    wait: Duration,
+    pub wait: Duration,
     /// After the wait, terminate those sessions instead of giving up.
     #[arg(long)]
-    force: bool,
+    pub force: bool,
 }
 
 #[derive(Args)]

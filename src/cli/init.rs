@@ -132,27 +132,55 @@ impl ResetArgs {
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// Apply pending migrations (without it, only report their state).
+    /// Rehearse pending migrations on a throwaway branch: apply, verify, show the schema diff and
+    /// timings, delete the branch. The target is not touched.
+    #[arg(long)]
+    check: bool,
+    /// Apply pending migrations (after rehearsing them, unless --skip-check).
     #[arg(long)]
     apply: bool,
+    /// With --apply: do not rehearse first.
+    #[arg(long, requires = "apply")]
+    skip_check: bool,
+    #[command(flatten)]
+    wait: super::branch::Wait,
     #[command(flatten)]
     output: Output,
 }
 
 impl MigrateArgs {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        let pending = {
+            let db = connect_admin(settings).await?;
+            let conn = db.admin().connection().await?;
+            let status = schema::status(&conn).await?;
+            drop(conn);
+            db.close();
+            status.iter().filter(|s| s.state == schema::MigrationState::Pending).count()
+        };
+        if (self.check || (self.apply && !self.skip_check)) && pending > 0 {
+            let ok = rehearse(settings, self.wait, self.output).await?;
+            if !ok {
+                println!("rehearsal failed: the target is untouched");
+                return Ok(ExitCode::from(1));
+            }
+            if self.check {
+                return Ok(ExitCode::SUCCESS);
+            }
+        } else if self.check {
+            println!("nothing pending to rehearse");
+        }
         let db = connect_admin(settings).await?;
         let mut conn = db.admin().connection().await?;
         if self.apply {
-            let applied = schema::migrate(&mut conn).await?;
-            for m in &applied {
+            for m in &schema::migrate(&mut conn).await? {
                 println!("applied migration {:04}_{}", m.version, m.name);
             }
         }
         let status = schema::status(&conn).await?;
-        if self.output.json {
+        if self.output.json && !self.check {
             println!("{}", serde_json::to_string_pretty(&status)?);
-        } else {
+        } else if !self.check {
             let mut t = Table::new();
             t.load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
             t.set_header(["version", "name", "state"]);
@@ -162,6 +190,77 @@ impl MigrateArgs {
             println!("{t}");
         }
         let clean = status.iter().all(|s| s.state == schema::MigrationState::Applied);
-        Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(if clean || self.check { ExitCode::SUCCESS } else { ExitCode::from(1) })
     }
+}
+
+/// Copies the target to a throwaway branch, applies the pending migrations there one by one
+/// (timed), verifies, prints the schema diff, and deletes the branch. Returns whether all passed.
+async fn rehearse(settings: &Settings, wait: super::branch::Wait, output: Output) -> anyhow::Result<bool> {
+    use todo_db::branch::{diff, CreateOptions, Provider};
+    let p = super::branch::provider(settings).await?;
+    let name = format!("rehearsal-{}", std::process::id());
+    let options = CreateOptions { wait: wait.wait, force: wait.force, ..Default::default() };
+    p.create(&name, &options).await?;
+    let outcome = async {
+        let db = super::branch::connect_branch(&p, &name, settings).await?;
+        let before = diff::snapshot(&db).await?;
+        let mut conn = db.admin().connection().await?;
+        let pending: Vec<_> =
+            schema::status(&conn).await?.into_iter().filter(|s| s.state == schema::MigrationState::Pending).collect();
+        let mut timings = Vec::new();
+        let mut failure = None;
+        for m in &pending {
+            let started = std::time::Instant::now();
+            match schema::migrate_to(&mut conn, Some(m.version)).await {
+                Ok(_) => timings.push((m.version, m.name.clone(), started.elapsed().as_secs_f64())),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(conn);
+        let report = if failure.is_none() { Some(todo_db::verify::verify(&db).await?) } else { None };
+        let changes = diff::compare(&before, &diff::snapshot(&db).await?);
+        db.close();
+        Ok::<_, anyhow::Error>((timings, failure, report, changes))
+    }
+    .await;
+    let deleted = p.delete(&name, true).await;
+    let (timings, failure, report, changes) = outcome?;
+    deleted?;
+    let ok = failure.is_none() && report.as_ref().is_some_and(|r| r.ok);
+    if output.json {
+        let out = serde_json::json!({
+            "ok": ok,
+            "migrations": timings.iter().map(|(v, n, s)| serde_json::json!({"version": v, "name": n, "seconds": s})).collect::<Vec<_>>(),
+            "failure": failure,
+            "verify_ok": report.as_ref().map(|r| r.ok),
+            "changes": changes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ok);
+    }
+    println!("rehearsal on a throwaway branch of the target:");
+    for (v, n, s) in &timings {
+        println!("  applied {v:04}_{n} in {:.3}s", s);
+    }
+    if let Some(f) = &failure {
+        println!("  FAILED: {f}");
+    }
+    if let Some(r) = &report {
+        if r.ok {
+            println!("  verify: ok");
+        } else {
+            for c in r.failures() {
+                println!("  verify FAILED: {} {}: {}", c.kind, c.name, c.detail);
+            }
+        }
+    }
+    if !changes.is_empty() {
+        println!("schema changes:");
+        print!("{}", todo_db::branch::diff::render(&changes));
+    }
+    Ok(ok)
 }

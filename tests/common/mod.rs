@@ -97,7 +97,8 @@ impl TestDb {
         let client = maintenance().await;
         let template = ensure_template(&client).await;
         let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
-        client.batch_execute(&format!("create database {name} template {template}")).await.unwrap();
+        // The same copy a local branch makes (`todo-db branch create`).
+        todo_db::branch::local::copy_database(&client, &template, &name).await.unwrap();
         let url = with_database(&server_url(), &name);
         let db = Db::connect_url(&url, &s).await.unwrap();
         TestDb { db, name, url }
