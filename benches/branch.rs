@@ -23,7 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let server = server_url().await?;
     let maint = Db::connect_url(&with_database(&server, "postgres"), &Settings::default()).await?;
 
-    println!("{:<28} {:>10} {:>12} {:>12} {:>12} {:>8}", "parent", "size MB", "todo-db s", "wal_log s", "file_copy s", "ratio");
+    println!(
+        "{:<28} {:>10} {:>12} {:>12} {:>12} {:>8}",
+        "parent", "size MB", "todo-db s", "wal_log s", "file_copy s", "ratio"
+    );
     for (label, seeded) in [("empty (migrated)", false), ("seeded", true)] {
         let (url, db) = fresh_database(&server, "todo_bench_branch", 2).await?;
         if seeded {
@@ -37,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
         let (mut ours, mut wal, mut file) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let started = Instant::now();
-            provider.create("bench", &CreateOptions::default()).await?;
+            let wait = CreateOptions { wait: std::time::Duration::from_secs(30), ..Default::default() };
+            provider.create("bench", &wait).await?;
             ours.push(started.elapsed().as_secs_f64());
             provider.delete("bench", true).await?;
             for (strategy, times) in [("wal_log", &mut wal), ("file_copy", &mut file)] {

@@ -22,6 +22,8 @@ pub struct Local {
     root_url: String,
     root: Target,
     settings: Settings,
+    /// One connection to the server's maintenance database, opened on first use and kept.
+    maintenance: tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>,
 }
 
 /// What a branch database's comment holds.
@@ -39,7 +41,7 @@ struct Meta {
 impl Local {
     pub fn new(root_url: &str, settings: &Settings) -> Result<Local> {
         let root = Target::parse(root_url, &settings.pool, settings.allow_insecure)?;
-        Ok(Local { root_url: root_url.to_string(), root, settings: settings.clone() })
+        Ok(Local { root_url: root_url.to_string(), root, settings: settings.clone(), maintenance: Default::default() })
     }
 
     /// The database a branch lives in.
@@ -51,11 +53,18 @@ impl Local {
         }
     }
 
-    async fn maintenance(&self) -> Result<deadpool_postgres::ClientWrapper> {
-        self.root
-            .with_database("postgres")
-            .connect(self.settings.pool.connect_retry, self.settings.pool.connect_timeout)
-            .await
+    /// The maintenance connection (CREATE / DROP DATABASE run there, never on a branch).
+    async fn maintenance(&self) -> Result<tokio::sync::MappedMutexGuard<'_, deadpool_postgres::ClientWrapper>> {
+        let mut slot = self.maintenance.lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            let client = self
+                .root
+                .with_database("postgres")
+                .connect(self.settings.pool.connect_retry, self.settings.pool.connect_timeout)
+                .await?;
+            *slot = Some(client);
+        }
+        Ok(tokio::sync::MutexGuard::map(slot, |c| c.as_mut().expect("just connected")))
     }
 
     fn fail(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
@@ -119,8 +128,10 @@ impl Local {
         loop {
             let rows = client
                 .query(
-                    "select pid, usename::text, coalesce(application_name, ''), coalesce(state, '') \
-                     from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+                    // Autovacuum workers are not counted: CREATE DATABASE stops them itself.
+                    "select pid, coalesce(usename::text, ''), coalesce(application_name, ''), coalesce(state, '') \
+                     from pg_stat_activity where datname = $1 and pid <> pg_backend_pid() \
+                     and backend_type <> 'autovacuum worker'",
                     &[&database],
                 )
                 .await
