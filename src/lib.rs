@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod local;
 pub mod model;
+pub mod neon;
 pub mod schema;
 pub mod security;
 pub mod seed;

@@ -1,12 +1,14 @@
 //! Branches: instant copies of a todo-db database for development and migration rehearsal.
 //!
-//! One interface, [`Provider`], with a local implementation ([`local::Local`]: a branch is a
-//! database created from its parent with `CREATE DATABASE ... TEMPLATE`). The database that
+//! One interface, [`Provider`], with two implementations: [`local::Local`] (a branch is a
+//! database created from its parent with `CREATE DATABASE ... TEMPLATE`) and
+//! [`neon::NeonProvider`] (Neon API v2), chosen by configuration ([`AnyProvider`]). The database that
 //! `DATABASE_URL` names is the root branch, `main`. [`diff`] compares the schemas of any two
 //! databases.
 
 pub mod diff;
 pub mod local;
+pub mod neon;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -64,6 +66,51 @@ pub trait Provider {
     async fn protect(&self, name: &str, on: bool) -> Result<Branch>;
     /// A connection URL (pooled when the provider has a pooler and `pooled` is set).
     async fn url(&self, name: &str, pooled: bool) -> Result<String>;
+}
+
+/// The provider the configuration chose.
+pub enum AnyProvider {
+    Local(local::Local),
+    Neon(neon::NeonProvider),
+}
+
+impl AnyProvider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyProvider::Local(_) => "local",
+            AnyProvider::Neon(_) => "neon",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $p:ident => $call:expr) => {
+        match $self {
+            AnyProvider::Local($p) => $call,
+            AnyProvider::Neon($p) => $call,
+        }
+    };
+}
+
+impl Provider for AnyProvider {
+    async fn create(&self, name: &str, options: &CreateOptions) -> Result<Branch> {
+        delegate!(self, p => p.create(name, options).await)
+    }
+    async fn list(&self) -> Result<Vec<Branch>> {
+        delegate!(self, p => p.list().await)
+    }
+    async fn delete(&self, name: &str, force: bool) -> Result<()> {
+        delegate!(self, p => p.delete(name, force).await)
+    }
+    async fn reset(&self, name: &str, options: &CreateOptions) -> Result<Branch> {
+        delegate!(self, p => p.reset(name, options).await)
+    }
+    async fn protect(&self, name: &str, on: bool) -> Result<Branch> {
+        delegate!(self, p => p.protect(name, on).await)
+    }
+    async fn url(&self, name: &str, pooled: bool) -> Result<String> {
+        delegate!(self, p => p.url(name, pooled).await)
+    }
 }
 
 /// Checks a branch name: 1 to 40 of a-z, 0-9, `-` and `_`, starting with a letter.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use todo_db::branch::{self, diff, local::Local, Branch, CreateOptions, Provider};
+use todo_db::branch::{self, diff, local::Local, neon::NeonProvider, AnyProvider, Branch, CreateOptions, Provider};
 use todo_db::config::parse_duration;
 use todo_db::{Db, Settings};
 
@@ -89,19 +89,24 @@ struct CreateArgs {
     output: Output,
 }
 
-/// The branch provider the configuration selects.
-pub async fn provider(settings: &Settings) -> anyhow::Result<Local> {
-    if std::env::var_os("NEON_API_KEY").is_some() && std::env::var_os("NEON_PROJECT_ID").is_some() {
-        anyhow::bail!(
-            "NEON_API_KEY and NEON_PROJECT_ID select the Neon branch provider, which this version does not include yet; \
-             unset them to use local branches"
-        );
+/// The branch provider the configuration selects: Neon when NEON_API_KEY and NEON_PROJECT_ID are
+/// set, else local branches on the server DATABASE_URL names.
+pub async fn provider(settings: &Settings) -> anyhow::Result<AnyProvider> {
+    if let Some(config) = todo_db::neon::NeonConfig::from_env() {
+        let url = settings.direct_url.as_ref().or(settings.database_url.as_ref()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the Neon provider needs DATABASE_URL (its database and role name the branches' connections)"
+            )
+        })?;
+        let target = todo_db::db::Target::parse(url.expose(), &settings.pool, settings.allow_insecure)?;
+        let api = todo_db::neon::Neon::new(config)?;
+        return Ok(AnyProvider::Neon(NeonProvider::new(api, &target.database, &target.user)));
     }
-    Ok(Local::new(&admin_url(settings).await?, settings)?)
+    Ok(AnyProvider::Local(Local::new(&admin_url(settings).await?, settings)?))
 }
 
 /// A small pool on branch `name`.
-pub async fn connect_branch(p: &Local, name: &str, settings: &Settings) -> anyhow::Result<Db> {
+pub async fn connect_branch(p: &AnyProvider, name: &str, settings: &Settings) -> anyhow::Result<Db> {
     let url = p.url(name, false).await?;
     let mut s = settings.clone();
     s.pool.size = 2;
