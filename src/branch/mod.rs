@@ -70,7 +70,7 @@ pub trait Provider {
 
 /// The provider the configuration chose.
 pub enum AnyProvider {
-    Local(local::Local),
+    Local(Box<local::Local>),
     Neon(neon::NeonProvider),
 }
 
