@@ -35,11 +35,12 @@ fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap()
 }
 
-fn authorized(h: &HeaderMap) -> Result<(), Response> {
+/// The 401 answer for a request without the right key.
+fn unauthorized(h: &HeaderMap) -> Option<Response> {
     if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}")) {
-        Ok(())
+        None
     } else {
-        Err((StatusCode::UNAUTHORIZED, Json(json!({"code": "", "message": "authorization failed"}))).into_response())
+        Some((StatusCode::UNAUTHORIZED, Json(json!({"code": "", "message": "authorization failed"}))).into_response())
     }
 }
 
@@ -62,14 +63,14 @@ fn locked(m: &mut Mock) -> Option<Response> {
 }
 
 async fn list(State(s): State<Shared>, h: HeaderMap) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     Json(json!({"branches": s.lock().unwrap().branches})).into_response()
 }
 
 async fn create(State(s): State<Shared>, h: HeaderMap, Json(body): Json<Value>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut m = s.lock().unwrap();
@@ -95,7 +96,7 @@ async fn branch_op(
     Path((_, id)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut m = s.lock().unwrap();
@@ -124,7 +125,7 @@ async fn restore(
     Path((_, id)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut m = s.lock().unwrap();
@@ -145,7 +146,7 @@ async fn restore(
 }
 
 async fn operation(State(s): State<Shared>, h: HeaderMap, Path((_, id)): Path<(String, String)>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut m = s.lock().unwrap();
@@ -161,7 +162,7 @@ async fn connection_uri(
     h: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let host = if q.get("pooled").map(String::as_str) == Some("true") { "ep-1-pooler" } else { "ep-1" };
