@@ -1,6 +1,8 @@
 //! The Neon provider against a local HTTP server that answers as the Neon API v2 does (Neon itself
 //! cannot be reached from the test machines): create, list, protect, reset, delete, connection
-//! URIs, operation polling, a 423 retried, a 401 reported clearly.
+//! URIs, operation polling, a 423 retried, a 401 reported clearly; and Neon restore points.
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +28,8 @@ struct Mock {
     locked: u32,
     posts: u32,
     polls: u32,
+    last_create: Value,
+    last_restore: Value,
     next: u32,
 }
 
@@ -75,6 +79,7 @@ async fn create(State(s): State<Shared>, h: HeaderMap, Json(body): Json<Value>) 
     }
     let mut m = s.lock().unwrap();
     m.posts += 1;
+    m.last_create = body.clone();
     if let Some(r) = locked(&mut m) {
         return r;
     }
@@ -129,6 +134,7 @@ async fn restore(
         return r;
     }
     let mut m = s.lock().unwrap();
+    m.last_restore = body.clone();
     if body["source_branch_id"].as_str().is_none() {
         return (StatusCode::BAD_REQUEST, Json(json!({"message": "source_branch_id is required"}))).into_response();
     }
@@ -275,4 +281,39 @@ async fn the_cli_uses_the_neon_provider_when_configured() {
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["name"], "main");
     assert_eq!(list[0]["location"], "br-main");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_make_neon_restore_points_and_restore_a_branch_to_a_time() {
+    let (base, state) = mock().await;
+    let t = common::TestDb::new().await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("todo-db"))
+            .env("NEON_API_KEY", KEY)
+            .env("NEON_PROJECT_ID", "proj-test")
+            .env("NEON_API_URL", &base)
+            .env("DATABASE_URL", &t.url)
+            .env_remove("DATABASE_DIRECT_URL")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["backup", "create", "--neon", "--expires-in", "2d", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = state.lock().unwrap().last_create.clone();
+    assert_eq!(created["branch"]["parent_id"], "br-main");
+    assert!(created["branch"]["name"].as_str().unwrap().starts_with("backup-"));
+    assert!(created["branch"]["expires_at"].is_string(), "a restore point expires: {created}");
+    assert!(created.get("endpoints").is_none(), "a restore point needs no compute");
+    let out = cli(&["backup", "restore", "--neon", "--at", "2026-11-27T10:00:00Z"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restore = state.lock().unwrap().last_restore.clone();
+    assert_eq!(restore["source_branch_id"], "br-main");
+    assert_eq!(restore["source_timestamp"], "2026-11-27T10:00:00Z");
+    assert!(restore["preserve_under_name"].as_str().unwrap().starts_with("main_before_restore_"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("previous state is kept"));
+    // --at is required, and a bad time names the field.
+    assert!(!cli(&["backup", "restore", "--neon"]).status.success());
+    let out = cli(&["backup", "restore", "--neon", "--at", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid at"));
 }

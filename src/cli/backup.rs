@@ -56,6 +56,13 @@ struct CreateArgs {
     /// Encrypt the table files (ChaCha20-Poly1305) with the key in TODO_DB_BACKUP_KEY.
     #[arg(long)]
     encrypt: bool,
+    /// Instead of a file backup, create a Neon restore point: a branch of the default branch
+    /// (NEON_API_KEY, NEON_PROJECT_ID), with an expiry.
+    #[arg(long, conflicts_with_all = ["out", "encrypt"])]
+    neon: bool,
+    /// With --neon: when the restore point branch expires.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    expires_in: Duration,
     #[command(flatten)]
     output: Output,
 }
@@ -68,8 +75,20 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["path", "neon"]))]
 struct RestoreArgs {
-    path: PathBuf,
+    /// The backup directory (not with --neon).
+    path: Option<PathBuf>,
+    /// Restore a Neon branch to a point in time through the Neon API (needs --at); the state
+    /// it had is kept under a preserved branch name.
+    #[arg(long, requires = "at")]
+    neon: bool,
+    /// With --neon: the time to go back to (RFC 3339, within the project's history window).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// With --neon: the branch to restore (default: the project's default branch).
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
     /// Target database on the same server (created if missing). Default: the configured database.
     #[arg(long, value_name = "DB")]
     into: Option<String>,
@@ -165,8 +184,44 @@ async fn with_progress<T>(what: &str, progress: Arc<Progress>, work: impl std::f
     out
 }
 
+fn neon_api() -> anyhow::Result<todo_db::neon::Neon> {
+    let config = todo_db::neon::NeonConfig::from_env()
+        .ok_or_else(|| anyhow::anyhow!("--neon needs NEON_API_KEY and NEON_PROJECT_ID"))?;
+    Ok(todo_db::neon::Neon::new(config)?)
+}
+
+fn stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default()
+}
+
 impl CreateArgs {
     async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        if self.neon {
+            let neon = neon_api()?;
+            let all = neon.list().await?;
+            let root = all
+                .iter()
+                .find(|b| b.default)
+                .ok_or_else(|| anyhow::anyhow!("the Neon project has no default branch"))?;
+            // Sealed first, so the restore point ends at a seal like a file backup does.
+            match connect_admin(settings).await {
+                Ok(db) => {
+                    todo_db::audit::seal(&db, Duration::from_secs(30)).await?;
+                }
+                Err(e) => eprintln!("warning: the audit log was not sealed first (database unreachable: {e:#})"),
+            }
+            let expires = time::OffsetDateTime::now_utc() + self.expires_in;
+            let b = neon
+                .create(&format!("backup-{}", stamp().to_lowercase()), &root.id, None, Some(expires), false)
+                .await?;
+            if self.output.json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                println!("created Neon restore point {} ({}) of {}, expires {}", b.name, b.id, root.name, expires);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let db = connect_admin_with(settings, self.workers + 1).await?;
         let out = self.out.unwrap_or_else(|| {
             let now = time::OffsetDateTime::now_utc();
@@ -245,6 +300,26 @@ impl VerifyArgs {
 
 impl RestoreArgs {
     async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        if self.neon {
+            let at_text = self.at.as_deref().unwrap_or_default();
+            let at = time::OffsetDateTime::parse(at_text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| todo_db::Error::validation("at", format!("{at_text:?} is not an RFC 3339 time")))?;
+            let neon = neon_api()?;
+            let all = neon.list().await?;
+            let target = match &self.branch {
+                Some(name) => all.iter().find(|b| &b.name == name),
+                None => all.iter().find(|b| b.default),
+            }
+            .ok_or_else(|| todo_db::Error::NotFound { entity: "Neon branch" })?;
+            if target.protected && !self.force {
+                anyhow::bail!("branch {} is protected on Neon; pass --force to restore it anyway", target.name);
+            }
+            let preserved = format!("{}_before_restore_{}", target.name, stamp().to_lowercase());
+            let b = neon.restore(&target.id, &target.id, Some(at), &preserved).await?;
+            println!("restored Neon branch {} to {at_text}; its previous state is kept as branch {preserved}", b.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let path = self.path.clone().expect("clap requires a path without --neon");
         let db = match &self.into {
             None => connect_admin(settings).await?,
             Some(name) => {
@@ -265,7 +340,7 @@ impl RestoreArgs {
         let options = backup::RestoreOptions { replace: self.replace, key: backup::Key::from_env()? };
         let progress = Arc::new(Progress::default());
         let report =
-            with_progress("restore", progress.clone(), backup::restore(&db, &self.path, &options, progress)).await?;
+            with_progress("restore", progress.clone(), backup::restore(&db, &path, &options, progress)).await?;
         if self.output.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
