@@ -182,3 +182,32 @@ async fn migrate_check_rehearses_on_a_throwaway_branch_and_never_touches_the_tar
     assert_eq!(p.list().await.unwrap().len(), 1, "no rehearsal branch left behind");
     db.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_a_branch() {
+    let t = TestDb::new().await;
+    add_user(&t.db, "kept@example.com").await;
+    let dir = std::env::temp_dir().join(format!("todo-db-branch-backup-{}", std::process::id()));
+    let out = dir.join("b");
+    todo_db::backup::create(&t.db, &out, &Default::default(), Default::default()).await.unwrap();
+    t.db.admin().batch("delete from users").await.unwrap();
+    t.db.close();
+    let p = Local::new(&t.url, &common::settings()).unwrap();
+    p.create("restored", &quick()).await.unwrap();
+    Command::cargo_bin("todo-db")
+        .unwrap()
+        .env("DATABASE_URL", &t.url)
+        .env_remove("DATABASE_DIRECT_URL")
+        .env_remove("NEON_API_KEY")
+        .args(["backup", "restore", out.to_str().unwrap(), "--branch", "restored", "--replace"])
+        .assert()
+        .success();
+    let on_branch = connect(&p, "restored").await;
+    assert_eq!(emails(&on_branch).await, ["kept@example.com"]);
+    let on_main = connect(&p, "main").await;
+    assert!(emails(&on_main).await.is_empty(), "main is untouched");
+    on_branch.close();
+    on_main.close();
+    p.delete("restored", true).await.unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}

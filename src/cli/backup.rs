@@ -86,8 +86,9 @@ struct RestoreArgs {
     /// With --neon: the time to go back to (RFC 3339, within the project's history window).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
-    /// With --neon: the branch to restore (default: the project's default branch).
-    #[arg(long, value_name = "NAME")]
+    /// The branch to restore into (`todo-db branch`); with --neon, the Neon branch to take back
+    /// in time (default: the project's default branch).
+    #[arg(long, value_name = "NAME", conflicts_with = "into")]
     branch: Option<String>,
     /// Target database on the same server (created if missing). Default: the configured database.
     #[arg(long, value_name = "DB")]
@@ -321,6 +322,15 @@ impl RestoreArgs {
         }
         let path = self.path.clone().expect("clap requires a path without --neon");
         let db = match &self.into {
+            None if self.branch.is_some() => {
+                use todo_db::branch::Provider;
+                let p = super::branch::provider(settings).await?;
+                let url = p.url(self.branch.as_deref().unwrap_or_default(), false).await?;
+                let mut s = settings.clone();
+                s.pool.size = 2;
+                s.pool.overflow = 0;
+                Db::connect_url(&url, &s).await?
+            }
             None => connect_admin(settings).await?,
             Some(name) => {
                 let url = admin_url(settings).await?;
