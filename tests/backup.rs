@@ -390,3 +390,35 @@ async fn encrypted_backups_restore_with_their_key_and_name_a_wrong_or_missing_ke
     assert_eq!(checksums(&source).await, checksums(&target).await);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_backup_from_an_older_schema_is_loaded_at_its_version_then_migrated_forward() {
+    let source = populated().await;
+    let dir = scratch();
+    let out = dir.join("old");
+    backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
+    // Present it as taken before the latest migration (its tables are all older than that one).
+    let path = out.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let latest = todo_db::schema::MIGRATIONS.last().unwrap().version;
+    m["migrations"].as_array_mut().unwrap().retain(|x| x["version"] != latest);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    // Into a brand-new, empty database: no schema at all yet.
+    let name = format!("todo_test_old_{}", uuid::Uuid::now_v7().simple());
+    let maint =
+        todo_db::Db::connect_url(&common::with_database(&common::server_url(), "postgres"), &common::settings())
+            .await
+            .unwrap();
+    maint.admin().batch(&format!("create database {name}")).await.unwrap();
+    let target = todo_db::Db::connect_url(&common::with_database(&common::server_url(), &name), &common::settings())
+        .await
+        .unwrap();
+    let report = backup::restore(&target, &out, &Default::default(), Arc::default()).await.unwrap();
+    assert_eq!(report.migrated_forward, vec![latest], "loaded at the backup's version, then migrated");
+    let b = schema::checksum(&mut target.admin().connection().await.unwrap()).await.unwrap();
+    assert_eq!(checksums(&source).await, b);
+    assert!(todo_db::verify::verify(&target).await.unwrap().ok);
+    target.close();
+    maint.admin().batch(&format!("drop database {name} with (force)")).await.unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
