@@ -83,6 +83,30 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
     /// TCP keepalive idle time: how soon a silent peer is probed.
     pub keepalive_idle: Duration,
+    /// How statements are sent: prepared once per connection and cached, or unnamed (parsed with
+    /// every execution) for a transaction-mode pooler such as Neon's pooled endpoint.
+    pub statements: StatementMode,
+}
+
+/// `TODO_DB_STATEMENTS`: `auto` (the default: unnamed for a host whose name contains `-pooler`,
+/// as Neon's pooled endpoints do; prepared otherwise), `prepared` or `unnamed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatementMode {
+    #[default]
+    Auto,
+    Prepared,
+    Unnamed,
+}
+
+impl StatementMode {
+    /// The mode for a server at `host`.
+    pub fn resolve(self, host: &str) -> StatementMode {
+        match self {
+            StatementMode::Auto if host.contains("-pooler") => StatementMode::Unnamed,
+            StatementMode::Auto => StatementMode::Prepared,
+            other => other,
+        }
+    }
 }
 
 impl Default for PoolSettings {
@@ -98,6 +122,7 @@ impl Default for PoolSettings {
             overflow_idle: Duration::from_secs(60),
             statement_timeout: Duration::from_secs(30),
             keepalive_idle: Duration::from_secs(30),
+            statements: StatementMode::Auto,
         }
     }
 }
@@ -158,6 +183,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TODO_DB_OVERFLOW_IDLE", "close overflow connections idle this long (default 60s)"),
     ("TODO_DB_STATEMENT_TIMEOUT", "server-side statement timeout (default 30s)"),
     ("TODO_DB_KEEPALIVE_IDLE", "TCP keepalive idle time (default 30s)"),
+    (
+        "TODO_DB_STATEMENTS",
+        "auto | prepared | unnamed: unnamed statements for a transaction-mode pooler (auto: for a -pooler host)",
+    ),
 ];
 
 impl Settings {
@@ -193,6 +222,16 @@ impl Settings {
         dur("TODO_DB_OVERFLOW_IDLE", &mut pool.overflow_idle)?;
         dur("TODO_DB_STATEMENT_TIMEOUT", &mut pool.statement_timeout)?;
         dur("TODO_DB_KEEPALIVE_IDLE", &mut pool.keepalive_idle)?;
+        if let Some(v) = get("TODO_DB_STATEMENTS") {
+            pool.statements = match v.trim().to_ascii_lowercase().as_str() {
+                "" | "auto" => StatementMode::Auto,
+                "prepared" => StatementMode::Prepared,
+                "unnamed" => StatementMode::Unnamed,
+                _ => {
+                    return Err(Error::Config(format!("TODO_DB_STATEMENTS={v:?}: expected auto, prepared or unnamed")))
+                }
+            };
+        }
         let mut lockout = crate::security::LockoutPolicy::default();
         let mut max_failures = lockout.max_failures as usize;
         count("TODO_DB_LOCKOUT_MAX_FAILURES", &mut max_failures)?;

@@ -223,6 +223,7 @@ impl CreateArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        super::require_direct(settings, "backup create")?;
         let db = connect_admin_with(settings, self.workers + 1).await?;
         let out = self.out.unwrap_or_else(|| {
             let now = time::OffsetDateTime::now_utc();
@@ -321,6 +322,7 @@ impl RestoreArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let path = self.path.clone().expect("clap requires a path without --neon");
+        super::require_direct(settings, "backup restore")?;
         let db = match &self.into {
             None if self.branch.is_some() => {
                 use todo_db::branch::Provider;

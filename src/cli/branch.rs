@@ -102,6 +102,7 @@ pub async fn provider(settings: &Settings) -> anyhow::Result<AnyProvider> {
         let api = todo_db::neon::Neon::new(config)?;
         return Ok(AnyProvider::Neon(NeonProvider::new(api, &target.database, &target.user)));
     }
+    super::require_direct(settings, "a local branch")?;
     Ok(AnyProvider::Local(Box::new(Local::new(&admin_url(settings).await?, settings)?)))
 }
 

@@ -138,6 +138,16 @@ enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.global.settings()?;
+    let direct_only = match &cli.command {
+        Command::Init(_) => Some("init"),
+        Command::Reset(_) => Some("reset"),
+        Command::Migrate(_) => Some("migrate"),
+        Command::Seed(_) => Some("seed"),
+        _ => None,
+    };
+    if let Some(what) = direct_only {
+        require_direct(&settings, what)?;
+    }
     match cli.command {
         Command::Init(a) => a.run(&settings).await,
         Command::Verify(a) => a.run(&settings).await,
@@ -181,6 +191,23 @@ pub async fn admin_url(settings: &Settings) -> anyhow::Result<String> {
     }
     let running = todo_db::local::Cluster::new(settings.home_dir()).ensure_running().await?;
     Ok(running.url())
+}
+
+/// Refuses `what` (migrations, resets, seeding, backups, branches) through a transaction-mode
+/// pooler: they need one session (locks, COPY, catalog work). Points at DATABASE_DIRECT_URL.
+pub fn require_direct(settings: &Settings, what: &str) -> anyhow::Result<()> {
+    if settings.direct_url.is_some() {
+        return Ok(());
+    }
+    let Some(url) = &settings.database_url else { return Ok(()) };
+    let target = todo_db::db::Target::parse(url.expose(), &settings.pool, settings.allow_insecure)?;
+    if settings.pool.statements.resolve(&target.host) == todo_db::config::StatementMode::Unnamed {
+        anyhow::bail!(
+            "{what} needs a direct connection, and DATABASE_URL is a pooled endpoint ({target}): \
+             set DATABASE_DIRECT_URL to the direct (unpooled) URL"
+        );
+    }
+    Ok(())
 }
 
 pub async fn connect_admin(settings: &Settings) -> anyhow::Result<Db> {

@@ -70,7 +70,8 @@ impl Db {
         Ok(db)
     }
 
-    fn from_target(target: Target, settings: PoolSettings) -> Result<Db> {
+    fn from_target(target: Target, mut settings: PoolSettings) -> Result<Db> {
+        settings.statements = settings.statements.resolve(&target.host);
         let manager = pool::Manager { target: target.clone(), settings: settings.clone() };
         let pool = pool::Pool::builder(manager)
             .max_size(settings.max_size())
@@ -108,6 +109,11 @@ impl Db {
 
     pub fn pool_settings(&self) -> &PoolSettings {
         &self.inner.settings
+    }
+
+    /// Whether statements go unnamed (through a transaction-mode pooler) rather than prepared.
+    pub fn unnamed_statements(&self) -> bool {
+        self.inner.settings.statements == crate::config::StatementMode::Unnamed
     }
 
     pub fn pool_status(&self) -> PoolStatus {
@@ -180,6 +186,10 @@ impl Admin {
     /// One statement in its own implicit transaction.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = self.db.acquire().await?;
+        if self.db.unnamed_statements() {
+            let typed = scope::typed_params(sql, params)?;
+            return conn.query_typed(sql, &typed).await.map_err(|e| self.db.map_err(e));
+        }
         let stmt = conn.prepare_cached(sql).await.map_err(|e| self.db.map_err(e))?;
         conn.query(&stmt, params).await.map_err(|e| self.db.map_err(e))
     }

@@ -20,7 +20,7 @@
 //! left half-sent, because parameters are checked before anything of it is sent.
 
 use futures_util::future::{join_all, try_join_all};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::Db;
@@ -106,6 +106,9 @@ impl UserScope {
 pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
     let conn = db.acquire().await?;
     let client: &deadpool_postgres::ClientWrapper = &conn;
+    if db.unnamed_statements() {
+        return pipelined_unnamed(db, client, identity, stmts).await;
+    }
 
     let prepared = try_join_all(
         ["begin", "commit"]
@@ -144,6 +147,86 @@ pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stm
     }
     committed.map_err(|e| db.map_err(e))?;
     Ok(out)
+}
+
+/// The same flight with unnamed statements (Parse, Bind, Describe, Execute, Sync per statement,
+/// nothing left on the server afterwards), for a transaction-mode pooler that does not track
+/// prepared statements: BEGIN pins one server connection until COMMIT.
+async fn pipelined_unnamed(
+    db: &Db,
+    client: &deadpool_postgres::ClientWrapper,
+    identity: Option<&Stmt<'_>>,
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<Vec<Row>>> {
+    let ident = identity.map(|i| typed_params(i.sql, i.params)).transpose()?;
+    let typed = stmts.iter().map(|s| typed_params(s.sql, s.params)).collect::<Result<Vec<_>>>()?;
+    let (began, ident, results, committed) = tokio::join!(
+        client.query_typed("begin", &[]),
+        async {
+            match (identity, &ident) {
+                (Some(i), Some(params)) => client.query_typed(i.sql, params).await.map(|_| ()),
+                _ => Ok(()),
+            }
+        },
+        join_all(stmts.iter().zip(&typed).map(|(s, params)| client.query_typed(s.sql, params))),
+        client.query_typed("commit", &[]),
+    );
+    began.map_err(|e| db.map_err(e))?;
+    ident.map_err(|e| db.map_err(e))?;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(r.map_err(|e| db.map_err(e))?);
+    }
+    committed.map_err(|e| db.map_err(e))?;
+    Ok(out)
+}
+
+/// The types unnamed statements declare, tried in order: the first a parameter's Rust type can
+/// be sent as is the one declared (the same each time, so plans stay stable).
+const CANDIDATE_TYPES: &[Type] = &[
+    Type::UUID,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT2,
+    Type::BOOL,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMP,
+    Type::DATE,
+    Type::FLOAT8,
+    Type::FLOAT4,
+    Type::JSONB,
+    Type::BYTEA,
+    Type::INET,
+    Type::UUID_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::INT4_ARRAY,
+    Type::BOOL_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::JSONB_ARRAY,
+];
+
+/// Each parameter with the type it is declared as, checked to encode before anything is sent.
+pub(super) fn typed_params<'a>(
+    sql: &str,
+    params: &[&'a (dyn ToSql + Sync)],
+) -> Result<Vec<(&'a (dyn ToSql + Sync), Type)>> {
+    let mut buf = bytes::BytesMut::new();
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            CANDIDATE_TYPES
+                .iter()
+                .find(|ty| {
+                    buf.clear();
+                    p.to_sql_checked(ty, &mut buf).is_ok()
+                })
+                .map(|ty| (*p, ty.clone()))
+                .ok_or_else(|| Error::Internal(format!("parameter ${} has no type todo-db can declare: {sql}", i + 1)))
+        })
+        .collect()
 }
 
 fn check_params(st: &tokio_postgres::Statement, s: &Stmt<'_>) -> Result<()> {
