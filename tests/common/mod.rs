@@ -93,7 +93,11 @@ fn start_pgbouncer() -> u16 {
     );
     let log = dir.join("pgbouncer.log");
     let script = format!("{run} >{} 2>&1 & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child", log.display(), std::process::id());
-    std::process::Command::new("sh").args(["-c", &script]).spawn().expect("pgbouncer (apt-get install pgbouncer)");
+    // Kept for the life of the process; the watcher above ends PgBouncer when the process ends.
+    static WATCHER: OnceLock<std::sync::Mutex<std::process::Child>> = OnceLock::new();
+    let child =
+        std::process::Command::new("sh").args(["-c", &script]).spawn().expect("pgbouncer (apt-get install pgbouncer)");
+    let _ = WATCHER.set(std::sync::Mutex::new(child));
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return port;
