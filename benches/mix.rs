@@ -12,7 +12,9 @@
 //!
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
 //! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (10 per run), BENCH_CONCURRENCY ("1,8,32"),
-//! BENCH_DELAY_MS (2); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
+//! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
+//! transaction mode, needs pgbouncer installed), BENCH_POOLED_CLIENTS (8), BENCH_POOLED_ROUNDS (3);
+//! BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
 
 mod support;
 
@@ -116,6 +118,35 @@ async fn main() -> anyhow::Result<()> {
             ours.0 / pg_plain.tps,
             ours.0 / pg_same.tps
         );
+    }
+
+    // Scenario 1b: the same mix through PgBouncer in transaction mode (what Neon's pooled endpoint
+    // is), unnamed statements, next to the direct connection, alternated.
+    if std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0") {
+        let clients = knob("BENCH_POOLED_CLIENTS", 8, 4);
+        let pooler = todo_db::local::LocalPooler::start(&url, clients as usize)?;
+        let mut s = Settings::default();
+        s.pool.size = clients as usize;
+        s.pool.overflow = 0;
+        s.pool.statements = todo_db::config::StatementMode::Unnamed;
+        let pooled = Db::connect_url(&pooler.url(&url), &s).await?;
+        let (mut direct_ops, mut pooled_ops) = (0.0, 0.0);
+        let rounds = knob("BENCH_POOLED_ROUNDS", 3, 1);
+        for _ in 0..rounds {
+            direct_ops += run_mix(&db, &data, clients, seconds).await.0;
+            pooled_ops += run_mix(&pooled, &data, clients, seconds).await.0;
+        }
+        println!();
+        println!("Scenario 1b: the mix through PgBouncer (transaction mode, unnamed statements), {clients} clients");
+        println!("{:<44} {:>10} {:>10} {:>7}", "", "pooled/s", "direct/s", "ratio");
+        println!(
+            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+            "workload mix, alternated rounds",
+            pooled_ops / rounds as f64,
+            direct_ops / rounds as f64,
+            pooled_ops / direct_ops
+        );
+        pooled.close();
     }
 
     // Scenario 2: round trips under latency.

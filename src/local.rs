@@ -372,3 +372,97 @@ fn certificates() -> Result<(String, String, String)> {
     let cert = server.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
+
+/// A PgBouncer in transaction mode in front of a local server: what Neon's pooled endpoint is,
+/// for development, tests and benchmarks. Stopped when this value is dropped, and by a watcher
+/// when the process that started it ends.
+pub struct LocalPooler {
+    pub port: u16,
+    pub dir: PathBuf,
+    watcher: std::process::Child,
+}
+
+impl Drop for LocalPooler {
+    fn drop(&mut self) {
+        let _ = self.watcher.kill();
+        let _ = self.watcher.wait();
+    }
+}
+
+impl LocalPooler {
+    /// Starts `pgbouncer` (from `$PGBOUNCER`, `PATH` or /usr/sbin) on a free port of 127.0.0.1,
+    /// forwarding every database to the server `server_url` names with its login, at most
+    /// `pool_size` server connections per database. Clients connect without TLS.
+    pub fn start(server_url: &str, pool_size: usize) -> Result<LocalPooler> {
+        let server = url::Url::parse(server_url).map_err(|_| Error::Config("the server URL does not parse".into()))?;
+        let (user, password) = (server.username().to_string(), server.password().unwrap_or("").to_string());
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("todo-db-pooler-{}-{port}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| Error::Local(format!("{}: {e}", dir.display())))?;
+        let tls =
+            if server.query_pairs().any(|(k, v)| k == "sslmode" && v != "disable") { "require" } else { "disable" };
+        let auth = if password.is_empty() { "trust" } else { "scram-sha-256" };
+        let config = format!(
+            "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+             unix_socket_dir =\nauth_type = {auth}\nauth_file = {auth_file}\npool_mode = transaction\n\
+             max_client_conn = 2000\ndefault_pool_size = {pool_size}\nserver_tls_sslmode = {tls}\n\
+             ignore_startup_parameters = extra_float_digits,options\n",
+            server.host_str().unwrap_or("127.0.0.1"),
+            server.port().unwrap_or(5432),
+            auth_file = dir.join("users.txt").display(),
+        );
+        let io = |p: &Path, e: std::io::Error| Error::Local(format!("{}: {e}", p.display()));
+        fs::write(dir.join("pgbouncer.ini"), config).map_err(|e| io(&dir, e))?;
+        fs::write(dir.join("users.txt"), format!("\"{user}\" \"{password}\"\n")).map_err(|e| io(&dir, e))?;
+        // Readable by the postgres account, which PgBouncer switches to when started as root.
+        for (f, mode) in [("", 0o755), ("pgbouncer.ini", 0o644), ("users.txt", 0o644)] {
+            fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).map_err(|e| io(&dir, e))?;
+        }
+        let bin = std::env::var("PGBOUNCER").ok().map(PathBuf::from).unwrap_or_else(|| {
+            ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("pgbouncer"))
+        });
+        let as_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let run = format!(
+            "{} {} {}",
+            bin.display(),
+            if as_root { "-u postgres" } else { "" },
+            dir.join("pgbouncer.ini").display()
+        );
+        let script = format!(
+            "{run} >{log} 2>&1 & child=$!; trap 'kill $child' TERM; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child",
+            log = dir.join("pgbouncer.log").display(),
+            parent = std::process::id()
+        );
+        let watcher = Command::new("sh")
+            .args(["-c", &script])
+            .spawn()
+            .map_err(|e| Error::Local(format!("cannot start pgbouncer (apt-get install pgbouncer): {e}")))?;
+        let pooler = LocalPooler { port, dir, watcher };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(pooler);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(Error::Local(format!("pgbouncer did not start; see {}", pooler.dir.join("pgbouncer.log").display())))
+    }
+
+    /// `direct` (a URL of the same server), routed through this pooler.
+    pub fn url(&self, direct: &str) -> String {
+        let Ok(mut u) = url::Url::parse(direct) else { return direct.to_string() };
+        let _ = u.set_host(Some("127.0.0.1"));
+        let _ = u.set_port(Some(self.port));
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
+        u.to_string()
+    }
+}

@@ -52,59 +52,10 @@ pub fn through_pgbouncer() -> bool {
     std::env::var("TODO_DB_TEST_PGBOUNCER").is_ok_and(|v| v == "1")
 }
 
-/// The port of the harness's PgBouncer (started on first use, stopped when this process exits).
-pub fn pgbouncer_port() -> u16 {
-    static PORT: OnceLock<u16> = OnceLock::new();
-    *PORT.get_or_init(start_pgbouncer)
-}
-
-fn start_pgbouncer() -> u16 {
-    let server = url::Url::parse(&server_url()).unwrap();
-    let (user, password) = (server.username().to_string(), server.password().unwrap_or("").to_string());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = std::env::temp_dir().join(format!("todo-db-pgbouncer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let tls = if server.query_pairs().any(|(k, v)| k == "sslmode" && v != "disable") { "require" } else { "disable" };
-    let auth = if password.is_empty() { "trust" } else { "scram-sha-256" };
-    let config = format!(
-        "[databases]\n* = host=127.0.0.1 port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-         unix_socket_dir =\nauth_type = {auth}\nauth_file = {auth_file}\npool_mode = transaction\n\
-         max_client_conn = 1000\ndefault_pool_size = 2\nserver_tls_sslmode = {tls}\n\
-         ignore_startup_parameters = extra_float_digits,options\n",
-        server.port().unwrap_or(5432),
-        auth_file = dir.join("users.txt").display(),
-    );
-    std::fs::write(dir.join("pgbouncer.ini"), config).unwrap();
-    std::fs::write(dir.join("users.txt"), format!("\"{user}\" \"{password}\"\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for f in ["", "pgbouncer.ini", "users.txt"] {
-        let mode = if f.is_empty() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    // PgBouncer will not run as root: as root, it switches to the postgres account. A watcher
-    // stops it when this test process ends.
-    let as_root =
-        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
-    let run = format!(
-        "{} {} {}",
-        std::env::var("PGBOUNCER").unwrap_or_else(|_| "/usr/sbin/pgbouncer".into()),
-        if as_root { "-u postgres" } else { "" },
-        dir.join("pgbouncer.ini").display()
-    );
-    let log = dir.join("pgbouncer.log");
-    let script = format!("{run} >{} 2>&1 & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child", log.display(), std::process::id());
-    // Kept for the life of the process; the watcher above ends PgBouncer when the process ends.
-    static WATCHER: OnceLock<std::sync::Mutex<std::process::Child>> = OnceLock::new();
-    let child =
-        std::process::Command::new("sh").args(["-c", &script]).spawn().expect("pgbouncer (apt-get install pgbouncer)");
-    let _ = WATCHER.set(std::sync::Mutex::new(child));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("pgbouncer did not start; see {}", dir.join("pgbouncer.log").display());
+/// The harness's PgBouncer (started on first use, stopped when this process exits).
+pub fn pooler() -> &'static todo_db::local::LocalPooler {
+    static POOLER: OnceLock<todo_db::local::LocalPooler> = OnceLock::new();
+    POOLER.get_or_init(|| todo_db::local::LocalPooler::start(&server_url(), 2).expect("pgbouncer for the pooled tests"))
 }
 
 /// The URL a test's own pool uses: direct, or through the harness's PgBouncer.
@@ -119,16 +70,7 @@ pub fn client_url(direct: &str) -> String {
 /// `direct`, but through the harness's PgBouncer (transaction mode; two server connections per
 /// database, so concurrent clients share them).
 pub fn pgbouncer_url(direct: &str) -> String {
-    let mut u = url::Url::parse(direct).unwrap();
-    u.set_port(Some(pgbouncer_port())).unwrap();
-    // The harness's PgBouncer speaks plain TCP on 127.0.0.1 (it uses TLS towards the server).
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect();
-    u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
-    u.to_string()
+    pooler().url(direct)
 }
 
 async fn maintenance() -> deadpool_postgres::ClientWrapper {
