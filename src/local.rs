@@ -128,13 +128,19 @@ impl Cluster {
 
     /// Stops the cluster if it runs; returns whether it was running.
     pub fn stop(&self) -> Result<bool> {
+        self.stop_with("fast")
+    }
+
+    /// Stops the server with `pg_ctl -m MODE`: `fast` (roll back sessions, checkpoint), or
+    /// `immediate` (no checkpoint: the next start runs crash recovery, as after a power loss).
+    pub fn stop_with(&self, mode: &str) -> Result<bool> {
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
         if !self.data().join("PG_VERSION").exists() || !self.is_running(&bin, run_as)? {
             return Ok(false);
         }
         let data = fs::canonicalize(self.data()).map_err(|e| self.io("resolve", &self.data(), e))?;
-        let out = run(command(&bin, "pg_ctl", run_as).arg("-D").arg(&data).args(["-m", "fast", "-w", "stop"]))?;
+        let out = run(command(&bin, "pg_ctl", run_as).arg("-D").arg(&data).args(["-m", mode, "-w", "stop"]))?;
         check(&out, "pg_ctl stop")?;
         Ok(true)
     }

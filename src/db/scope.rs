@@ -103,9 +103,36 @@ impl UserScope {
 
 /// Sends `begin` (BEGIN and whatever must run first, one simple-protocol message), `stmts` and
 /// COMMIT in one flight, and reads every answer.
+///
+/// The whole flight has a deadline (the statement timeout plus two seconds): a connection that
+/// stops answering (a half-open TCP connection, a lost COMMIT answer) fails the operation then,
+/// not minutes later, with `Unavailable` saying the outcome is unknown, and the connection is
+/// discarded rather than returned to the pool.
 pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
     let conn = db.acquire().await?;
-    let client: &deadpool_postgres::ClientWrapper = &conn;
+    let deadline = db.pool_settings().statement_timeout + std::time::Duration::from_secs(2);
+    match tokio::time::timeout(deadline, flight(db, &conn, identity, stmts)).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(deadpool::managed::Object::take(conn));
+            Err(Error::Unavailable {
+                target: db.target().to_string(),
+                reason: format!(
+                    "no answer within {deadline:?}: the outcome is unknown (a write may have committed); \
+                     the connection was discarded; retry only what is idempotent (a create with the same id is)"
+                ),
+                source: None,
+            })
+        }
+    }
+}
+
+async fn flight(
+    db: &Db,
+    client: &deadpool_postgres::ClientWrapper,
+    identity: Option<&Stmt<'_>>,
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<Vec<Row>>> {
     if db.unnamed_statements() {
         return pipelined_unnamed(db, client, identity, stmts).await;
     }

@@ -215,3 +215,86 @@ impl FlightCounter {
         self.flights.swap(0, Ordering::SeqCst)
     }
 }
+
+/// What a [`FaultProxy`] does with the bytes it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward both ways.
+    None = 0,
+    /// Forward nothing either way, close nothing: a half-open connection.
+    BlackHole = 1,
+    /// Forward requests, drop every answer: the server acts, the client never hears.
+    LoseAnswers = 2,
+}
+
+/// A TCP proxy whose behaviour a test switches at run time (see [`Fault`]).
+pub struct FaultProxy {
+    pub port: u16,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: (String, u16)) -> FaultProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
+        let shared = mode.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect((upstream.0.as_str(), upstream.1)).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (m1, m2) = (shared.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if m1.load(Ordering::SeqCst) == Fault::BlackHole as u8 {
+                            continue;
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if m2.load(Ordering::SeqCst) != Fault::None as u8 {
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        FaultProxy { port, mode }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.mode.store(fault as u8, Ordering::SeqCst);
+    }
+
+    /// `direct` routed through this proxy, without TLS (the proxy sees the protocol).
+    pub fn url(&self, direct: &str) -> String {
+        let mut u = url::Url::parse(direct).unwrap();
+        u.set_port(Some(self.port)).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
+        u.to_string()
+    }
+}
