@@ -128,3 +128,139 @@ async fn a_crash_loses_no_acknowledged_write() {
     cluster.stop().unwrap();
     std::fs::remove_dir_all(&home).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_mid_transaction_is_retryable_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let u = t.user("killed@example.com").await;
+    let id = uuid::Uuid::now_v7();
+    let op = tokio::spawn({
+        let db = t.db.clone();
+        async move {
+            let title = "half-written";
+            db.user(u)
+                .pipeline(&[
+                    todo_db::db::Stmt::new(
+                        "insert into tasks (id, user_id, title) values ($1, $2, $3)",
+                        &[&id, &u.0, &title],
+                    ),
+                    todo_db::db::Stmt::new("select pg_sleep(5)", &[]),
+                ])
+                .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let killed: i64 =
+            t.db.admin()
+                .query(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+                 where datname = current_database() and query like 'select pg_sleep(5)%' and pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()[0]
+                .get(0);
+        if killed == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the operation never reached its sleep");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = op.await.unwrap().unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let count = |sql: &'static str| {
+        let db = t.db.clone();
+        async move { db.admin().query(sql, &[&id]).await.unwrap()[0].get::<_, i64>(0) }
+    };
+    assert_eq!(count("select count(*) from tasks where id = $1").await, 0, "no partial task");
+    assert_eq!(count("select count(*) from audit.log where record_id = $1").await, 0, "no audit entry");
+    // The pool goes on.
+    t.db.user(u).tasks().create(&NewTask::new("after the kill").unwrap()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_statement_timeout_is_a_typed_error_and_the_connection_comes_back_clean() {
+    let t = TestDb::new().await;
+    let u = t.user("timeout@example.com").await;
+    let mut s = settings();
+    s.pool.size = 1;
+    s.pool.statement_timeout = Duration::from_millis(300);
+    let db = Db::connect_url(&t.url, &s).await.unwrap();
+    let err = db.user(u).query("select pg_sleep(2)", &[]).await.unwrap_err();
+    match &err {
+        Error::Database { code, .. } => assert_eq!(code, "57014", "{err}"),
+        other => panic!("expected a statement timeout, got {other:?}"),
+    }
+    // The same (only) connection serves the next operation, outside any transaction.
+    db.user(u).tasks().create(&NewTask::new("next").unwrap()).await.unwrap();
+    let in_tx: i64 = db
+        .admin()
+        .query(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and state like 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(in_tx, 0);
+    db.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_costs_only_in_flight_operations_and_service_returns_within_seconds() {
+    let home = std::env::temp_dir().join(format!("todo-db-restart-{}", std::process::id()));
+    let cluster = todo_db::local::Cluster::new(&home);
+    let running = cluster.ensure_running().await.unwrap();
+    let mut s = settings();
+    let maint = Db::connect_url(&running.url_for("postgres"), &s).await.unwrap();
+    maint.admin().batch("create database todo").await.unwrap();
+    maint.close();
+    s.pool.size = 4;
+    s.pool.connect_retry = Duration::from_millis(500);
+    s.pool.connect_timeout = Duration::from_secs(2);
+    let db = Db::connect_url(&running.url(), &s).await.unwrap();
+    todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
+    let user =
+        db.admin().users().create(&todo_db::model::NewUser::new("restart@example.com", "R").unwrap()).await.unwrap().id;
+
+    let started = Instant::now();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (db, log) = (db.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while started.elapsed() < Duration::from_secs(9) {
+                    let at = started.elapsed();
+                    let ok = db.user(user).tasks().create(&NewTask::new(&format!("w{w} {n}")).unwrap()).await.is_ok();
+                    log.lock().unwrap().push((at, ok));
+                    n += 1;
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.stop_with("fast").unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.ensure_running().await.unwrap();
+    let back = started.elapsed();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    let failed = log.iter().filter(|(_, ok)| !ok).count();
+    assert!(failed > 0, "the restart was felt");
+    assert!(log.iter().filter(|(at, _)| *at < Duration::from_millis(1900)).all(|(_, ok)| *ok), "no errors before it");
+    let after: Vec<_> = log.iter().filter(|(at, _)| *at > back + Duration::from_secs(3)).collect();
+    assert!(after.len() > 20, "the workload ran after the restart ({} ops)", after.len());
+    assert!(after.iter().all(|(_, ok)| *ok), "full service within 3 s of the server being back");
+    db.close();
+    cluster.stop().unwrap();
+    std::fs::remove_dir_all(&home).ok();
+}
