@@ -107,11 +107,11 @@ fn page(rows: Vec<tokio_postgres::Row>, limit: i64) -> Page<Entry> {
     Page { items, next }
 }
 
-/// Entries across all users (operator view).
+/// Entries across all users (operator view); from the read replica when one is configured.
 pub async fn log(db: &Db, f: &LogFilter) -> Result<Page<Entry>> {
     let (op, limit) = check(f)?;
     let rows = db
-        .admin()
+        .reporting()
         .query(LIST, &[&f.record, &f.user, &f.table, &op, &f.since, &f.until, &f.before, &(limit + 1)])
         .await?;
     Ok(page(rows, limit))

@@ -486,17 +486,32 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
             );
             found(s, bytes, "bytes", t.database_size.describe_above(), msg)
         }
-        "replica_lag" => match replica {
+        "replica_lag" => match replica.or(db.replica()) {
             None => plain(Status::Ok, "no read replica configured (DATABASE_READ_URL)".into()),
             Some(r) => {
-                let row = r
+                let answer = r
                     .admin()
                     .query(
+                        // Caught up (all received WAL replayed) is no lag, however old the last
+                        // write on the primary is.
                         "select pg_is_in_recovery(), \
-                         coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0)::float8",
+                         case when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0 \
+                         else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0) end::float8",
                         &[],
                     )
-                    .await?;
+                    .await;
+                let row = match answer {
+                    Ok(row) => row,
+                    Err(e) => {
+                        return Ok(plain(
+                            Status::Warning,
+                            format!(
+                                "read replica {} unreachable ({e}); reporting reads fall back to the primary",
+                                r.target()
+                            ),
+                        ))
+                    }
+                };
                 let (recovering, lag): (bool, f64) = (row[0].get(0), row[0].get(1));
                 if !recovering {
                     plain(Status::Warning, "DATABASE_READ_URL points at a primary, not a replica".into())

@@ -126,6 +126,37 @@ impl Cluster {
         Ok(Status { home: self.home.clone(), initialized, running, port: self.read_port().ok(), bin_dir: bin })
     }
 
+    /// Makes this (not yet created) cluster a streaming replica of `primary`, which must be
+    /// running: `pg_basebackup -R` of the primary, its own port, then started. For tests and for
+    /// trying `DATABASE_READ_URL` locally.
+    pub fn create_replica_of(&self, primary: &Cluster) -> Result<Running> {
+        let bin = find_bin_dir()?;
+        let run_as = run_as()?;
+        let source = primary.running()?;
+        fs::create_dir_all(&self.home).map_err(|e| self.io("create", &self.home, e))?;
+        for f in ["password", "ca.crt"] {
+            fs::copy(primary.home.join(f), self.home.join(f)).map_err(|e| self.io("copy", &self.home.join(f), e))?;
+        }
+        let data = self.data();
+        fs::create_dir_all(&data).map_err(|e| self.io("create", &data, e))?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| self.io("chmod", &data, e))?;
+        if let Some(r) = run_as {
+            chown(&self.home, r)?;
+            chown(&data, r)?;
+        }
+        let out = run(command(&bin, "pg_basebackup", run_as)
+            .env("PGPASSWORD", &source.password)
+            .env("PGSSLMODE", "require")
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--checkpoint=fast", "-h", "127.0.0.1", "-U", SUPERUSER, "-p"])
+            .arg(source.port.to_string()))?;
+        check(&out, "pg_basebackup")?;
+        self.write_conf(free_port()?, run_as)?;
+        self.start(&bin, run_as)?;
+        self.running()
+    }
+
     /// Stops the cluster if it runs; returns whether it was running.
     pub fn stop(&self) -> Result<bool> {
         self.stop_with("fast")
@@ -261,7 +292,9 @@ fn command(bin: &Path, program: &str, run_as: Option<RunAs>) -> Command {
     let mut cmd = Command::new(bin.join(program));
     cmd.current_dir("/").env_remove("PGDATA");
     if let Some(r) = run_as {
-        cmd.uid(r.uid).gid(r.gid);
+        // Not root's HOME: libpq (pg_basebackup, a standby's walreceiver) looks there for
+        // client certificates and would fail on a directory the account cannot read.
+        cmd.uid(r.uid).gid(r.gid).env("HOME", "/nonexistent");
     }
     cmd
 }

@@ -314,12 +314,13 @@ pub async fn read<V: View>(scope: &UserScope, o: &ReportOptions) -> Result<Vec<V
     finish(scope.pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
 }
 
-/// Everyone's rows of view `V` (or one user's, with `o.user`), as the owner login.
+/// Everyone's rows of view `V` (or one user's, with `o.user`), as the owner login; from the read
+/// replica when one is configured (see [`Db::reporting`]).
 pub async fn read_all<V: View>(db: &Db, o: &ReportOptions) -> Result<Vec<V>> {
     let p = prepare::<V>(o)?;
     let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
     let query: [&(dyn ToSql + Sync); 3] = [&o.user, &p.limit, &p.offset];
-    finish(db.admin().pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
+    finish(db.reporting().pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
 }
 
 fn json<V: View>(rows: Vec<V>) -> Result<Vec<serde_json::Value>> {

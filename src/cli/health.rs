@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use comfy_table::{Cell, Color, Table};
 use todo_db::health::{self, Report, Status, Thresholds};
-use todo_db::{Db, Settings};
+use todo_db::Settings;
 
 use super::{connect_admin, Output};
 
@@ -42,9 +42,8 @@ impl HealthArgs {
                 return Ok(ExitCode::from(Status::Critical.exit_code()));
             }
         };
-        let replica = replica(settings).await;
         loop {
-            let report = health::run(&db, replica.as_ref(), &thresholds, &self.checks).await?;
+            let report = health::run(&db, None, &thresholds, &self.checks).await?;
             if self.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -57,21 +56,6 @@ impl HealthArgs {
                 _ = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::from(report.status.exit_code())),
             }
-        }
-    }
-}
-
-/// The read replica from DATABASE_READ_URL, if set and reachable.
-pub async fn replica(settings: &Settings) -> Option<Db> {
-    let url = settings.read_url.as_ref()?;
-    let mut s = settings.clone();
-    s.pool.size = 1;
-    s.pool.overflow = 0;
-    match Db::connect_url(url.expose(), &s).await {
-        Ok(db) => Some(db),
-        Err(e) => {
-            tracing::warn!(error = %e, "read replica unreachable");
-            None
         }
     }
 }

@@ -36,7 +36,6 @@ pub struct ServeArgs {
 
 struct AppState {
     db: Db,
-    replica: Option<Db>,
     thresholds: Thresholds,
     ready_deadline: Duration,
     metrics: Mutex<HttpMetrics>,
@@ -59,7 +58,6 @@ impl ServeArgs {
         let url = admin_url(settings).await?;
         let db = Db::connect_url(&url, settings).await?;
         let state = Arc::new(AppState {
-            replica: super::health::replica(settings).await,
             db: db.clone(),
             thresholds: Thresholds::from_env()?,
             ready_deadline: self.ready_deadline,
@@ -169,7 +167,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// The full report as JSON: 200 unless a check is critical (503).
 async fn health_report(State(state): State<Arc<AppState>>) -> Response {
-    match health::run(&state.db, state.replica.as_ref(), &state.thresholds, &[]).await {
+    match health::run(&state.db, None, &state.thresholds, &[]).await {
         Ok(report) => {
             let code = if report.status == Status::Critical { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
             (code, Json(report)).into_response()
@@ -183,7 +181,7 @@ async fn health_report(State(state): State<Arc<AppState>>) -> Response {
 /// Prometheus text exposition format.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::new();
-    let report = health::run(&state.db, state.replica.as_ref(), &state.thresholds, &[]).await.ok();
+    let report = health::run(&state.db, None, &state.thresholds, &[]).await.ok();
     if let Some(r) = &report {
         let _ =
             writeln!(out, "# HELP todo_db_health_status Worst check status: 0 ok, 1 warning, 2 critical, 3 unknown.");

@@ -33,6 +33,10 @@ struct Inner {
     target: Target,
     settings: PoolSettings,
     reaper: tokio::task::JoinHandle<()>,
+    /// The read replica (`DATABASE_READ_URL`) for reporting reads, if configured.
+    replica: Option<Db>,
+    /// Until when the replica counts as down (reporting reads go to the primary meanwhile).
+    replica_down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Drop for Inner {
@@ -64,13 +68,25 @@ impl Db {
     /// Connects to an explicit URL with the pool settings of `settings`.
     pub async fn connect_url(url: &str, settings: &Settings) -> Result<Db> {
         let target = Target::parse(url, &settings.pool, settings.allow_insecure)?;
-        let db = Self::from_target(target, settings.pool.clone())?;
+        // The replica is connected lazily, with one short attempt per connection: when it is
+        // away, reporting reads fall back to the primary instead of waiting.
+        let replica = match &settings.read_url {
+            Some(read) => {
+                let mut rs = settings.pool.clone();
+                rs.connect_retry = Duration::ZERO;
+                rs.connect_timeout = rs.connect_timeout.min(Duration::from_secs(3));
+                let t = Target::parse(read.expose(), &rs, settings.allow_insecure)?;
+                Some(Self::from_target(t, rs, None)?)
+            }
+            None => None,
+        };
+        let db = Self::from_target(target, settings.pool.clone(), replica)?;
         drop(db.acquire().await?);
         tracing::debug!(target = %db.inner.target, "connected");
         Ok(db)
     }
 
-    fn from_target(target: Target, mut settings: PoolSettings) -> Result<Db> {
+    fn from_target(target: Target, mut settings: PoolSettings, replica: Option<Db>) -> Result<Db> {
         settings.statements = settings.statements.resolve(&target.host);
         let manager = pool::Manager { target: target.clone(), settings: settings.clone() };
         let pool = pool::Pool::builder(manager)
@@ -87,7 +103,9 @@ impl Db {
             .build()
             .map_err(|e| Error::Config(format!("pool: {e}")))?;
         let reaper = tokio::spawn(reap_overflow(pool.clone(), settings.clone()));
-        Ok(Db { inner: Arc::new(Inner { pool, target, settings, reaper }) })
+        Ok(Db {
+            inner: Arc::new(Inner { pool, target, settings, reaper, replica, replica_down_until: Default::default() }),
+        })
     }
 
     /// Work for one user: every statement runs under RLS as that user, in one transaction.
@@ -97,9 +115,38 @@ impl Db {
 
     /// Owner work across users (sign-up, reports over everyone, seeding, maintenance). Logged, so
     /// that cross-user access is visible.
+    /// Owner work that only reads and may lag a little: reports over all users, audit queries,
+    /// listings. Served by the read replica when one is configured and answering; by the primary
+    /// otherwise. A user's own reads go through [`Db::user`] and stay on the primary, so they
+    /// always see that user's writes.
+    pub fn reporting(&self) -> Admin {
+        Admin { db: self.clone(), reporting: true }
+    }
+
+    /// The read replica, if `DATABASE_READ_URL` configured one.
+    pub fn replica(&self) -> Option<&Db> {
+        self.inner.replica.as_ref()
+    }
+
+    /// The replica, unless it is absent or recently failed.
+    fn replica_for_reads(&self) -> Option<&Db> {
+        let replica = self.inner.replica.as_ref()?;
+        let down = self.inner.replica_down_until.lock().expect("not poisoned");
+        match *down {
+            Some(until) if std::time::Instant::now() < until => None,
+            _ => Some(replica),
+        }
+    }
+
+    fn replica_failed(&self, e: &Error) {
+        tracing::warn!(error = %e, "read replica unavailable: reporting reads use the primary for 30s");
+        *self.inner.replica_down_until.lock().expect("not poisoned") =
+            Some(std::time::Instant::now() + Duration::from_secs(30));
+    }
+
     pub fn admin(&self) -> Admin {
         tracing::debug!(target: "todo_db::admin", db = %self.inner.target, "admin access");
-        Admin { db: self.clone() }
+        Admin { db: self.clone(), reporting: false }
     }
 
     /// `host:port/database` of the primary; never the URL.
@@ -176,6 +223,8 @@ async fn reap_overflow(pool: pool::Pool, settings: PoolSettings) {
 #[derive(Clone)]
 pub struct Admin {
     db: Db,
+    /// Reads that may go to the replica.
+    reporting: bool,
 }
 
 impl Admin {
@@ -185,13 +234,23 @@ impl Admin {
 
     /// One statement in its own implicit transaction.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let conn = self.db.acquire().await?;
-        if self.db.unnamed_statements() {
-            let typed = scope::typed_params(sql, params)?;
-            return conn.query_typed(sql, &typed).await.map_err(|e| self.db.map_err(e));
+        if let Some(replica) = self.reporting.then(|| self.db.replica_for_reads()).flatten() {
+            match Self::query_on(replica, sql, params).await {
+                Err(e) if e.is_retryable() => self.db.replica_failed(&e),
+                other => return other,
+            }
         }
-        let stmt = conn.prepare_cached(sql).await.map_err(|e| self.db.map_err(e))?;
-        conn.query(&stmt, params).await.map_err(|e| self.db.map_err(e))
+        Self::query_on(&self.db, sql, params).await
+    }
+
+    async fn query_on(db: &Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = db.acquire().await?;
+        if db.unnamed_statements() {
+            let typed = scope::typed_params(sql, params)?;
+            return conn.query_typed(sql, &typed).await.map_err(|e| db.map_err(e));
+        }
+        let stmt = conn.prepare_cached(sql).await.map_err(|e| db.map_err(e))?;
+        conn.query(&stmt, params).await.map_err(|e| db.map_err(e))
     }
 
     pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
@@ -201,6 +260,12 @@ impl Admin {
     /// Several statements in one transaction, sent in one flight (as [`UserScope::pipeline`], but
     /// as the owner login: no identity, no RLS). All or nothing.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+        if let Some(replica) = self.reporting.then(|| self.db.replica_for_reads()).flatten() {
+            match scope::pipelined(replica, None, stmts).await {
+                Err(e) if e.is_retryable() => self.db.replica_failed(&e),
+                other => return other,
+            }
+        }
         scope::pipelined(&self.db, None, stmts).await
     }
 
