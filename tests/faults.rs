@@ -264,3 +264,72 @@ async fn a_server_restart_costs_only_in_flight_operations_and_service_returns_wi
     cluster.stop().unwrap();
     std::fs::remove_dir_all(&home).ok();
 }
+
+#[tokio::test]
+async fn deadlocks_and_serialization_failures_are_retried_within_a_bound() {
+    let t = TestDb::new().await;
+    let u = t.user("conflict@example.com").await;
+    // A trigger that fails the first attempt of every insert as a deadlock would, then lets the
+    // retry through (nextval is not rolled back, so it counts attempts).
+    t.db.admin()
+        .batch(
+            "create sequence attempts; grant usage on sequence attempts to todo_app; \
+             create function flaky() returns trigger language plpgsql as $$ begin \
+               if nextval('attempts') % 2 = 1 then raise exception 'simulated deadlock' using errcode = '40P01'; end if; \
+               return new; end $$; \
+             create trigger flaky before insert on tasks for each row execute function flaky()",
+        )
+        .await
+        .unwrap();
+    let task = t.db.user(u).tasks().create(&NewTask::new("second time lucky").unwrap()).await.unwrap();
+    let n: i64 = t.db.admin().query("select count(*) from tasks where id = $1", &[&task.id.0]).await.unwrap()[0].get(0);
+    assert_eq!(n, 1);
+    let attempts: i64 = t.db.admin().query("select last_value from attempts", &[]).await.unwrap()[0].get(0);
+    assert_eq!(attempts, 2, "failed once, retried once");
+    // Always failing: given up after the bound, with the typed, retryable error.
+    t.db.admin()
+        .batch(
+            "create or replace function flaky() returns trigger language plpgsql as $$ begin \
+               perform nextval('attempts'); raise exception 'always' using errcode = '40001'; end $$; \
+             select setval('attempts', 1, false)",
+        )
+        .await
+        .unwrap();
+    let err = t.db.user(u).tasks().create(&NewTask::new("never").unwrap()).await.unwrap_err();
+    assert!(err.is_retryable() && matches!(&err, Error::Database { code, .. } if code == "40001"), "{err:?}");
+    let attempts: i64 = t.db.admin().query("select last_value from attempts", &[]).await.unwrap()[0].get(0);
+    assert_eq!(attempts as u32, todo_db::db::CONFLICT_ATTEMPTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conflicting_writes_end_in_a_serial_order_state() {
+    let t = TestDb::new().await;
+    let u = t.user("race@example.com").await;
+    let me = t.db.user(u);
+    // Complete vs delete of one task, many times over.
+    for _ in 0..20 {
+        let task = me.tasks().create(&NewTask::new("contested").unwrap()).await.unwrap();
+        let (tasks_a, tasks_b) = (me.tasks(), me.tasks());
+        let (a, b) = tokio::join!(tasks_a.complete(task.id), tasks_b.delete(task.id));
+        assert!(a.is_ok() || matches!(a, Err(Error::NotFound { .. })), "{a:?}");
+        b.unwrap();
+        assert!(matches!(me.tasks().get(task.id).await, Err(Error::NotFound { .. })), "delete wins in the end");
+    }
+    // Two renames of one tag: both succeed, the last one stands, the audit log has both.
+    let tag = me.tags().create(&todo_db::model::TagName::parse("start").unwrap(), None).await.unwrap();
+    let (tags_x, tags_y) = (me.tags(), me.tags());
+    let (left, right) =
+        (todo_db::model::TagName::parse("left").unwrap(), todo_db::model::TagName::parse("right").unwrap());
+    let (x, y) = tokio::join!(tags_x.rename(tag.id, &left), tags_y.rename(tag.id, &right));
+    x.unwrap();
+    y.unwrap();
+    let name = me.tags().list().await.unwrap().into_iter().find(|g| g.id == tag.id).unwrap().name;
+    assert!(name == "left" || name == "right", "{name}");
+    let updates: i64 =
+        t.db.admin()
+            .query("select count(*) from audit.log where record_id = $1 and op = 'UPDATE'", &[&tag.id.0])
+            .await
+            .unwrap()[0]
+            .get(0);
+    assert_eq!(updates, 2, "both renames happened, one after the other");
+}

@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 pub(crate) use pool::error_chain;
 pub use pool::{is_local_host, Target};
 pub use pool::{Conn, Manager};
-pub use scope::{Stmt, UserScope};
+pub use scope::{Stmt, UserScope, CONFLICT_ATTEMPTS};
 
 use crate::config::{PoolSettings, Settings};
 use crate::error::{Error, Result};

@@ -109,6 +109,28 @@ impl UserScope {
 /// not minutes later, with `Unavailable` saying the outcome is unknown, and the connection is
 /// discarded rather than returned to the pool.
 pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+    // A serialization failure or a deadlock rolled the whole transaction back: running it again is
+    // safe, and usually succeeds. A few times, with a short random pause, then the error.
+    let mut attempt = 1;
+    loop {
+        match pipelined_once(db, identity, stmts).await {
+            Err(Error::Database { code, .. })
+                if attempt < CONFLICT_ATTEMPTS && matches!(code.as_str(), "40001" | "40P01") =>
+            {
+                tracing::debug!(%code, attempt, "transaction conflict; running it again");
+                let pause = rand::random::<u64>() % (10 * attempt as u64) + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often an operation runs at most when it keeps hitting serialization failures or deadlocks.
+pub const CONFLICT_ATTEMPTS: u32 = 3;
+
+async fn pipelined_once(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
     let conn = db.acquire().await?;
     let deadline = db.pool_settings().statement_timeout + std::time::Duration::from_secs(2);
     match tokio::time::timeout(deadline, flight(db, &conn, identity, stmts)).await {
