@@ -256,8 +256,15 @@ impl Settings {
         if self.pool.size == 0 {
             return Err(Error::Config("pool size must be at least 1 (TODO_DB_POOL_SIZE / --pool-size)".into()));
         }
-        if self.pool.acquire_timeout.is_zero() || self.pool.connect_timeout.is_zero() {
-            return Err(Error::Config("acquire and connect timeouts must be greater than zero".into()));
+        if self.pool.acquire_timeout.is_zero() {
+            return Err(Error::Config(
+                "the acquire timeout must be greater than zero (TODO_DB_ACQUIRE_TIMEOUT / --acquire-timeout)".into(),
+            ));
+        }
+        if self.pool.connect_timeout.is_zero() {
+            return Err(Error::Config(
+                "the connect timeout must be greater than zero (TODO_DB_CONNECT_TIMEOUT / --connect-timeout)".into(),
+            ));
         }
         Ok(())
     }

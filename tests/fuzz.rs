@@ -87,11 +87,26 @@ proptest! {
 
     #[test]
     fn settings_from_any_environment_values_are_parsed_or_refused_by_name(v in "\\PC{0,20}") {
-        for name in ["TODO_DB_POOL_SIZE", "TODO_DB_ACQUIRE_TIMEOUT", "TODO_DB_STATEMENTS", "TODO_DB_LOCKOUT_MAX_FAILURES"] {
+        for name in [
+            "TODO_DB_POOL_SIZE",
+            "TODO_DB_ACQUIRE_TIMEOUT",
+            "TODO_DB_CONNECT_TIMEOUT",
+            "TODO_DB_STATEMENTS",
+            "TODO_DB_LOCKOUT_MAX_FAILURES",
+            "TODO_DB_HOME",
+        ] {
             if let Err(e) = todo_db::Settings::from_lookup(|n| (n == name).then(|| v.clone())) {
                 prop_assert!(e.to_string().contains(name), "{e}");
             }
         }
+    }
+}
+
+#[test]
+fn zero_timeouts_are_refused_naming_the_variable() {
+    for name in ["TODO_DB_ACQUIRE_TIMEOUT", "TODO_DB_CONNECT_TIMEOUT"] {
+        let err = todo_db::Settings::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
+        assert!(err.to_string().contains(name), "{err}");
     }
 }
 
