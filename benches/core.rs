@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let identity = "select set_config('role', 'todo_app', true), set_config('app.user_id', id::text, true), \
-                    set_config('statement_timeout', '30000ms', true) from bench_users where n = :n;";
+                    set_config('statement_timeout', '30000ms', true), set_config('app.request_id', '', true), \
+                    set_config('app.reason', '', true), set_config('lock_timeout', '10000ms', true) \
+                    from bench_users where n = :n;";
     let list_sql = format!(
         "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
     );

@@ -261,7 +261,7 @@ fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
         format!(
             "select set_config('role', 'todo_app', true), set_config('app.user_id', {id}::text, true), \
              set_config('statement_timeout', '30000ms', true), set_config('app.request_id', '', true), \
-             set_config('app.reason', '', true) from {from};\n"
+             set_config('app.reason', '', true), set_config('lock_timeout', '10000ms', true) from {from};\n"
         )
     };
     let user_identity = identity("bench_users where n = :n", "id");

@@ -81,6 +81,8 @@ pub struct PoolSettings {
     pub overflow_idle: Duration,
     /// Server-side limit for each statement (`statement_timeout`), set per transaction.
     pub statement_timeout: Duration,
+    /// How long a user operation waits for a row lock before failing (`lock_timeout`).
+    pub lock_timeout: Duration,
     /// TCP keepalive idle time: how soon a silent peer is probed.
     pub keepalive_idle: Duration,
     /// How statements are sent: prepared once per connection and cached, or unnamed (parsed with
@@ -121,6 +123,7 @@ impl Default for PoolSettings {
             idle_check_after: Duration::from_secs(30),
             overflow_idle: Duration::from_secs(60),
             statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
             keepalive_idle: Duration::from_secs(30),
             statements: StatementMode::Auto,
         }
@@ -182,6 +185,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TODO_DB_IDLE_CHECK", "ping connections idle longer than this before use (default 30s)"),
     ("TODO_DB_OVERFLOW_IDLE", "close overflow connections idle this long (default 60s)"),
     ("TODO_DB_STATEMENT_TIMEOUT", "server-side statement timeout (default 30s)"),
+    ("TODO_DB_LOCK_TIMEOUT", "how long a user operation waits for a lock (default 10s)"),
     ("TODO_DB_KEEPALIVE_IDLE", "TCP keepalive idle time (default 30s)"),
     (
         "TODO_DB_STATEMENTS",
@@ -193,6 +197,12 @@ impl Settings {
     /// Reads `.env` (if present, without overriding the environment) and then the environment.
     pub fn from_env() -> Result<Self> {
         let _ = dotenvy::dotenv();
+        // A value that is not UTF-8 is an error naming the variable, not silently ignored.
+        for (name, _) in ENV_VARS {
+            if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+                return Err(Error::Config(format!("{name} is not valid UTF-8")));
+            }
+        }
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -221,6 +231,7 @@ impl Settings {
         dur("TODO_DB_IDLE_CHECK", &mut pool.idle_check_after)?;
         dur("TODO_DB_OVERFLOW_IDLE", &mut pool.overflow_idle)?;
         dur("TODO_DB_STATEMENT_TIMEOUT", &mut pool.statement_timeout)?;
+        dur("TODO_DB_LOCK_TIMEOUT", &mut pool.lock_timeout)?;
         dur("TODO_DB_KEEPALIVE_IDLE", &mut pool.keepalive_idle)?;
         if let Some(v) = get("TODO_DB_STATEMENTS") {
             pool.statements = match v.trim().to_ascii_lowercase().as_str() {

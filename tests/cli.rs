@@ -177,3 +177,24 @@ async fn views_are_listed_and_shown_as_json_and_a_wrong_name_is_a_clear_error() 
         .failure()
         .stderr(predicate::str::contains("invalid view").and(predicate::str::contains("tasks_with_tags")));
 }
+
+#[test]
+fn environment_values_that_are_not_utf8_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"postgresql://u:secret\xff\xfe@h/db");
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("todo-db"))
+        .env("DATABASE_URL", bad)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DATABASE_URL is not valid UTF-8"), "{err}");
+    assert!(!err.contains("secret"));
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("todo-db"))
+        .env("TODO_DB_POOL_SIZE", std::ffi::OsStr::from_bytes(b"\xff"))
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TODO_DB_POOL_SIZE is not valid UTF-8"));
+}

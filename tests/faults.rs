@@ -333,3 +333,24 @@ async fn concurrent_conflicting_writes_end_in_a_serial_order_state() {
             .get(0);
     assert_eq!(updates, 2, "both renames happened, one after the other");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_past_the_lock_timeout_is_a_typed_error_and_changes_nothing() {
+    let t = TestDb::new().await;
+    let u = t.user("locked@example.com").await;
+    let task = t.db.user(u).tasks().create(&NewTask::new("held").unwrap()).await.unwrap();
+    let mut s = settings();
+    s.pool.lock_timeout = Duration::from_millis(300);
+    let db = Db::connect_url(&t.url, &s).await.unwrap();
+    let holder = t.db.admin().connection().await.unwrap();
+    holder.batch_execute(&format!("begin; select 1 from tasks where id = '{}' for update", task.id.0)).await.unwrap();
+    let started = Instant::now();
+    let err = db.user(u).tasks().complete(task.id).await.unwrap_err();
+    assert!(matches!(&err, Error::Database { code, .. } if code == "55P03"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?}", started.elapsed());
+    holder.batch_execute("rollback").await.unwrap();
+    assert!(!db.user(u).tasks().get(task.id).await.unwrap().completed, "nothing changed");
+    // The lock gone, the same operation goes through on the same pool.
+    assert!(db.user(u).tasks().complete(task.id).await.unwrap().completed);
+    db.close();
+}

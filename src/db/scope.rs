@@ -32,7 +32,7 @@ use crate::model::UserId;
 /// The request id and reason (empty when unset) are recorded with every audit entry.
 const IDENTITY: &str = "select set_config('role', 'todo_app', true), set_config('app.user_id', $1, true), \
      set_config('statement_timeout', $2, true), set_config('app.request_id', $3, true), \
-     set_config('app.reason', $4, true)";
+     set_config('app.reason', $4, true), set_config('lock_timeout', $5, true)";
 
 /// One statement of a pipelined operation.
 pub struct Stmt<'a> {
@@ -52,6 +52,7 @@ pub struct UserScope {
     db: Db,
     user: UserId,
     timeout: String,
+    lock_timeout: String,
     request_id: String,
     reason: String,
 }
@@ -59,7 +60,8 @@ pub struct UserScope {
 impl UserScope {
     pub(super) fn new(db: Db, user: UserId) -> Self {
         let timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
-        UserScope { db, user, timeout, request_id: String::new(), reason: String::new() }
+        let lock_timeout = format!("{}ms", db.pool_settings().lock_timeout.as_millis());
+        UserScope { db, user, timeout, lock_timeout, request_id: String::new(), reason: String::new() }
     }
 
     /// The same scope, with a request id and a reason recorded in the audit log of every change
@@ -81,7 +83,8 @@ impl UserScope {
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
         let user = self.user.0.to_string();
-        let params: [&(dyn ToSql + Sync); 4] = [&user, &self.timeout, &self.request_id, &self.reason];
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&user, &self.timeout, &self.request_id, &self.reason, &self.lock_timeout];
         pipelined(&self.db, Some(&Stmt::new(IDENTITY, &params)), stmts).await
     }
 
