@@ -354,3 +354,22 @@ async fn a_lock_wait_past_the_lock_timeout_is_a_typed_error_and_changes_nothing(
     assert!(db.user(u).tasks().complete(task.id).await.unwrap().completed);
     db.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_by_idle_in_transaction_timeout_is_replaced_not_reused() {
+    let t = TestDb::new().await;
+    let u = t.user("idle@example.com").await;
+    let mut s = settings();
+    s.pool.size = 1;
+    let db = Db::connect_url(&t.url, &s).await.unwrap();
+    {
+        let conn = db.admin().connection().await.unwrap();
+        conn.batch_execute("set idle_in_transaction_session_timeout = '200ms'; begin; select 1").await.unwrap();
+        // Returned to the pool while inside a transaction; the server ends the session.
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let task = db.user(u).tasks().create(&NewTask::new("after the idle kill").unwrap()).await.unwrap();
+    let n: i64 = t.db.admin().query("select count(*) from tasks where id = $1", &[&task.id.0]).await.unwrap()[0].get(0);
+    assert_eq!(n, 1, "committed on a fresh session, not swallowed by a dead transaction");
+    db.close();
+}
