@@ -110,14 +110,3 @@ async fn main() -> anyhow::Result<()> {
     drop_database(&server, "todo_bench_seed_b").await;
     Ok(())
 }
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{} failed: {}",
-        cmd.get_program().to_string_lossy(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}

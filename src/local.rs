@@ -493,15 +493,21 @@ impl LocalPooler {
 
     /// `direct` (a URL of the same server), routed through this pooler.
     pub fn url(&self, direct: &str) -> String {
-        let Ok(mut u) = url::Url::parse(direct) else { return direct.to_string() };
-        let _ = u.set_host(Some("127.0.0.1"));
-        let _ = u.set_port(Some(self.port));
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
-        u.to_string()
+        via_local_port(direct, self.port)
     }
+}
+
+/// `url` with its host and port replaced by 127.0.0.1:`port` and TLS off: for a pooler or a
+/// proxy on this machine that forwards to the server `url` names.
+pub fn via_local_port(url: &str, port: u16) -> String {
+    let Ok(mut u) = url::Url::parse(url) else { return url.to_string() };
+    let _ = u.set_host(Some("127.0.0.1"));
+    let _ = u.set_port(Some(port));
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
+    u.to_string()
 }

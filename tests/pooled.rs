@@ -64,14 +64,9 @@ async fn unnamed_statements_still_take_one_round_trip() {
     let u = t.user("flight@example.com").await;
     let target = t.db.target().clone();
     let proxy = FlightCounter::start((target.host.clone(), target.port)).await;
-    let mut url = url::Url::parse(&t.url).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
-    let query: Vec<(String, String)> =
-        url.query_pairs().into_owned().filter(|(k, _)| k != "sslmode" && k != "sslrootcert").collect();
-    url.query_pairs_mut().clear().extend_pairs(query).append_pair("sslmode", "disable");
     let mut s = unnamed();
     s.pool.size = 1;
-    let db = Db::connect_url(url.as_str(), &s).await.unwrap();
+    let db = Db::connect_url(&todo_db::local::via_local_port(&t.url, proxy.port), &s).await.unwrap();
     let scope = db.user(u);
     scope.tasks().create(&NewTask::new("warm").unwrap()).await.unwrap();
     proxy.take();

@@ -102,12 +102,7 @@ pub fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::R
     if !out.status.success() {
         anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
     }
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    let tps = tps_of(&text)?;
     Ok(tps)
 }
 
@@ -197,12 +192,7 @@ pub fn pgbench_mix(
     if !out.status.success() {
         anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
     }
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    let tps = tps_of(&text)?;
     let mut latencies = vec![Vec::new(); scripts.len()];
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
@@ -223,4 +213,26 @@ pub fn pgbench_mix(
     }
     std::fs::remove_dir_all(&dir).ok();
     Ok(PgbenchMix { tps, latencies })
+}
+
+/// The transactions per second pgbench printed.
+fn tps_of(text: &str) -> anyhow::Result<f64> {
+    text.lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))
+}
+
+/// Runs a command to completion; a failure is an error with its stderr (never its arguments,
+/// which may hold a URL with a password).
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        cmd.get_program().to_string_lossy(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

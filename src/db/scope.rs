@@ -190,15 +190,7 @@ async fn flight(
         join_all(prepared[first..].iter().zip(stmts).map(|(st, s)| client.query(st, s.params))),
         client.execute(commit, &[]),
     );
-
-    began.map_err(|e| db.map_err(e))?;
-    ident.map_err(|e| db.map_err(e))?;
-    let mut out = Vec::with_capacity(results.len());
-    for r in results {
-        out.push(r.map_err(|e| db.map_err(e))?);
-    }
-    committed.map_err(|e| db.map_err(e))?;
-    Ok(out)
+    answers(db, began.map(|_| ()), ident, results, committed.map(|_| ()))
 }
 
 /// The same flight with unnamed statements (Parse, Bind, Describe, Execute, Sync per statement,
@@ -223,14 +215,23 @@ async fn pipelined_unnamed(
         join_all(stmts.iter().zip(&typed).map(|(s, params)| client.query_typed(s.sql, params))),
         client.query_typed("commit", &[]),
     );
+    answers(db, began.map(|_| ()), ident, results, committed.map(|_| ()))
+}
+
+/// The answers of one flight, in order: the first error wins (a failed statement aborts the
+/// transaction, and the COMMIT after it is answered as a rollback).
+fn answers(
+    db: &Db,
+    began: std::result::Result<(), tokio_postgres::Error>,
+    ident: std::result::Result<(), tokio_postgres::Error>,
+    results: Vec<std::result::Result<Vec<Row>, tokio_postgres::Error>>,
+    committed: std::result::Result<(), tokio_postgres::Error>,
+) -> Result<Vec<Vec<Row>>> {
     began.map_err(|e| db.map_err(e))?;
     ident.map_err(|e| db.map_err(e))?;
-    let mut out = Vec::with_capacity(results.len());
-    for r in results {
-        out.push(r.map_err(|e| db.map_err(e))?);
-    }
+    let rows = results.into_iter().map(|r| r.map_err(|e| db.map_err(e))).collect::<Result<Vec<_>>>()?;
     committed.map_err(|e| db.map_err(e))?;
-    Ok(out)
+    Ok(rows)
 }
 
 /// The types unnamed statements declare, tried in order: the first a parameter's Rust type can

@@ -287,14 +287,6 @@ impl FaultProxy {
 
     /// `direct` routed through this proxy, without TLS (the proxy sees the protocol).
     pub fn url(&self, direct: &str) -> String {
-        let mut u = url::Url::parse(direct).unwrap();
-        u.set_port(Some(self.port)).unwrap();
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .filter(|(k, _)| k != "sslmode" && k != "sslrootcert")
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", "disable");
-        u.to_string()
+        todo_db::local::via_local_port(direct, self.port)
     }
 }
