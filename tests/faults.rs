@@ -72,17 +72,11 @@ async fn a_lost_commit_answer_is_reported_unknown_and_retrying_the_same_create_m
 async fn a_crash_loses_no_acknowledged_write() {
     // A private cluster: this test kills its server.
     let home = std::env::temp_dir().join(format!("todo-db-crash-{}", std::process::id()));
-    let cluster = todo_db::local::Cluster::new(&home);
-    let running = cluster.ensure_running().await.unwrap();
-    let url = running.url();
+    let (cluster, url) = common::private_cluster(&home).await;
     let mut s = settings();
-    let maint = Db::connect_url(&running.url_for("postgres"), &s).await.unwrap();
-    maint.admin().batch("create database todo").await.unwrap();
-    maint.close();
     s.pool.size = 4;
     s.pool.connect_retry = Duration::from_secs(1);
     let db = Db::connect_url(&url, &s).await.unwrap();
-    todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
     let user =
         db.admin().users().create(&todo_db::model::NewUser::new("crash@example.com", "C").unwrap()).await.unwrap().id;
 
@@ -211,17 +205,12 @@ async fn a_statement_timeout_is_a_typed_error_and_the_connection_comes_back_clea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_costs_only_in_flight_operations_and_service_returns_within_seconds() {
     let home = std::env::temp_dir().join(format!("todo-db-restart-{}", std::process::id()));
-    let cluster = todo_db::local::Cluster::new(&home);
-    let running = cluster.ensure_running().await.unwrap();
+    let (cluster, url) = common::private_cluster(&home).await;
     let mut s = settings();
-    let maint = Db::connect_url(&running.url_for("postgres"), &s).await.unwrap();
-    maint.admin().batch("create database todo").await.unwrap();
-    maint.close();
     s.pool.size = 4;
     s.pool.connect_retry = Duration::from_millis(500);
     s.pool.connect_timeout = Duration::from_secs(2);
-    let db = Db::connect_url(&running.url(), &s).await.unwrap();
-    todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
+    let db = Db::connect_url(&url, &s).await.unwrap();
     let user =
         db.admin().users().create(&todo_db::model::NewUser::new("restart@example.com", "R").unwrap()).await.unwrap().id;
 

@@ -14,29 +14,16 @@ use todo_db::{Db, Secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replica_falls_back() {
-    let t0 = Instant::now();
-    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     let base = std::env::temp_dir().join(format!("todo-db-replica-{}", std::process::id()));
-    let primary = Cluster::new(base.join("primary"));
-    let running = primary.ensure_running().await.unwrap();
+    let (primary, primary_url) = common::private_cluster(&base.join("primary")).await;
     let mut s = common::settings();
-    let maint = Db::connect_url(&running.url_for("postgres"), &s).await.unwrap();
-    maint.admin().batch("create database todo").await.unwrap();
-    maint.close();
-    {
-        let db = Db::connect_url(&running.url(), &s).await.unwrap();
-        todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
-        db.close();
-    }
-    step("primary ready");
     let replica = Cluster::new(base.join("replica"));
     let replica_url = {
         let (p, r) = (primary.clone(), replica.clone());
         tokio::task::spawn_blocking(move || r.create_replica_of(&p)).await.unwrap().unwrap().url()
     };
-    step("replica created");
     s.read_url = Some(Secret::new(replica_url));
-    let db = Db::connect_url(&running.url(), &s).await.unwrap();
+    let db = Db::connect_url(&primary_url, &s).await.unwrap();
 
     // Reporting reads are answered by a server in recovery: the replica.
     let on: bool = db.reporting().query("select pg_is_in_recovery()", &[]).await.unwrap()[0].get(0);
@@ -44,7 +31,6 @@ async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replic
     let primary_side: bool = db.admin().query("select pg_is_in_recovery()", &[]).await.unwrap()[0].get(0);
     assert!(!primary_side, "admin work stays on the primary");
 
-    step("reporting checked");
     // A user's own writes are visible to their own reads at once (primary), and reach the
     // reports once replayed.
     let u = db.admin().users().create(&NewUser::new("replica@example.com", "R").unwrap()).await.unwrap().id;
@@ -62,14 +48,11 @@ async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replic
         assert!(Instant::now() < deadline, "the replica never caught up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    step("caught up");
     let report = health::run(&db, None, &Thresholds::default(), &["replica_lag".into()]).await.unwrap();
     assert_eq!(report.checks[0].status, Status::Ok, "{}", report.checks[0].message);
 
     // The replica goes away: reports still answer (from the primary), health warns.
-    step("health ok");
     replica.stop().unwrap();
-    step("replica stopped");
     let rows =
         views::read_all::<TaskSummary>(&db, &ReportOptions { user: Some(u.0), ..Default::default() }).await.unwrap();
     assert_eq!(rows[0].total, 1, "reports fall back to the primary");
@@ -79,7 +62,6 @@ async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replic
     assert_eq!(report.checks[0].status, Status::Warning, "{}", report.checks[0].message);
     assert!(report.checks[0].message.contains("fall back to the primary"));
 
-    step("fallback checked");
     db.close();
     primary.stop().unwrap();
     std::fs::remove_dir_all(&base).ok();

@@ -434,7 +434,7 @@ pub fn verify(dir: &Path, key: Option<&Key>) -> Result<(Manifest, Vec<Damage>)> 
             damage.push(Damage { table: t.name.clone(), reason });
         }
     }
-    if let Ok(d) = &damage.first().ok_or(()) {
+    if let Some(d) = damage.first() {
         tracing::warn!(table = %d.table, reason = %d.reason, "backup damaged");
     }
     Ok((manifest, damage))

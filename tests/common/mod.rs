@@ -290,3 +290,18 @@ impl FaultProxy {
         todo_db::local::via_local_port(direct, self.port)
     }
 }
+
+/// A private embedded cluster under `home`, for tests that stop, restart or kill their server
+/// (never the shared one): started, with the `todo` database created and migrated. Returns the
+/// cluster and that database's URL.
+pub async fn private_cluster(home: &std::path::Path) -> (todo_db::local::Cluster, String) {
+    let cluster = todo_db::local::Cluster::new(home);
+    let running = cluster.ensure_running().await.unwrap();
+    let maint = Db::connect_url(&running.url_for("postgres"), &settings()).await.unwrap();
+    maint.admin().batch("create database todo").await.unwrap();
+    maint.close();
+    let db = Db::connect_url(&running.url(), &settings()).await.unwrap();
+    todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
+    db.close();
+    (cluster, running.url())
+}
