@@ -99,15 +99,12 @@ async fn main() -> anyhow::Result<()> {
     let slice = seconds.div_ceil(2).max(1);
     let (mut list_rls, mut list_plain, mut create_rls, mut create_plain) = (0.0, 0.0, 0.0, 0.0);
     for _ in 0..rounds {
-        list_rls += run_todo_db(&db, &ids, clients, slice, list_open).await;
-        list_plain += run_without_rls(&db, &ids, clients, slice, false).await;
+        list_rls += run_raw(&db, &ids, clients, slice, false, true).await;
+        list_plain += run_raw(&db, &ids, clients, slice, false, false).await;
     }
     for _ in 0..rounds {
-        create_rls += run_todo_db(&db, &ids, clients, slice, |scope| async move {
-            scope.tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ())
-        })
-        .await;
-        create_plain += run_without_rls(&db, &ids, clients, slice, true).await;
+        create_rls += run_raw(&db, &ids, clients, slice, true, true).await;
+        create_plain += run_raw(&db, &ids, clients, slice, true, false).await;
     }
     let n = rounds as f64;
     println!();
@@ -214,10 +211,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The same operations as todo-db's, pipelined the same way (BEGIN, statement, COMMIT, one
-/// flight), but as the owner login with an explicit `user_id` filter: no identity statement and
-/// no row-level security. The difference to todo-db is the cost of RLS.
-async fn run_without_rls(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create: bool) -> f64 {
+/// The store's list and insert statements sent through the same pipeline and read the same way,
+/// once in a user scope (the identity statement first, row-level security on: the list has no
+/// `user_id` filter of its own) and once as the owner login with an explicit `user_id` filter (no
+/// identity, no RLS). Both are one round trip; the difference is the cost of RLS.
+async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create: bool, rls: bool) -> f64 {
     const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
         t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
@@ -225,20 +223,29 @@ async fn run_without_rls(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
         completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
-    let (admin, ids) = (db.admin(), Arc::new(ids.to_vec()));
+    let list_rls = LIST.replace("t.user_id = $1 and t.completed = $2", "t.completed = $1").replace("$3", "$2");
+    let (db, ids, list_rls) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(list_rls));
     closed_loop(clients, seconds, move || {
-        let (admin, ids) = (admin.clone(), ids.clone());
+        let (db, ids, list_rls) = (db.clone(), ids.clone(), list_rls.clone());
         async move {
             let user = ids[rand::thread_rng().gen_range(0..ids.len())];
             let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
             let (limit, open) = (21i64, false);
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if create {
-                vec![&id, &user, &"benchmark task", &"", &"medium", &none]
-            } else {
-                vec![&user, &open, &limit]
+            let result = match (create, rls) {
+                (true, _) => {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                        [&id, &user, &"benchmark task", &"", &"medium", &none];
+                    let stmt = [Stmt::new(CREATE, &params)];
+                    if rls {
+                        db.user(UserId(user)).pipeline(&stmt).await
+                    } else {
+                        db.admin().pipeline(&stmt).await
+                    }
+                }
+                (false, true) => db.user(UserId(user)).pipeline(&[Stmt::new(&list_rls, &[&open, &limit])]).await,
+                (false, false) => db.admin().pipeline(&[Stmt::new(LIST, &[&user, &open, &limit])]).await,
             };
-            let sql = if create { CREATE } else { LIST };
-            admin.pipeline(&[Stmt::new(sql, &params)]).await.expect("operation succeeds");
+            result.expect("operation succeeds");
         }
     })
     .await

@@ -32,6 +32,7 @@ struct Inner {
     pool: pool::Pool,
     target: Target,
     settings: PoolSettings,
+    identity: scope::Identity,
     reaper: tokio::task::JoinHandle<()>,
     /// The read replica (`DATABASE_READ_URL`) for reporting reads, if configured.
     replica: Option<Db>,
@@ -104,8 +105,20 @@ impl Db {
             .map_err(|e| Error::Config(format!("pool: {e}")))?;
         let reaper = tokio::spawn(reap_overflow(pool.clone(), settings.clone()));
         Ok(Db {
-            inner: Arc::new(Inner { pool, target, settings, reaper, replica, replica_down_until: Default::default() }),
+            inner: Arc::new(Inner {
+                pool,
+                target,
+                identity: scope::Identity::new(&settings),
+                settings,
+                reaper,
+                replica,
+                replica_down_until: Default::default(),
+            }),
         })
+    }
+
+    fn identity(&self) -> &scope::Identity {
+        &self.inner.identity
     }
 
     /// Work for one user: every statement runs under RLS as that user, in one transaction.

@@ -1,38 +1,59 @@
 //! A user scope: every operation is one transaction, run as the app role with the user's identity
-//! set transaction-locally, and sent as one pipelined flight:
+//! set transaction-locally, and sent as one pipeline that ends in a single Sync:
 //!
 //! ```text
-//! BEGIN; select set_config('role','todo_app',true), set_config('app.user_id','<id>',true), ...
-//! <the operation's statements>; COMMIT
+//! Bind/Execute  select set_config('role','todo_app',true), set_config('app.user_id',$1,true), ...
+//! Bind/Execute  <the operation's statements>
+//! Sync
 //! ```
 //!
-//! BEGIN and the identity go as one simple-protocol message; the operation's statements and
-//! COMMIT are prepared once per connection and cached. tokio-postgres writes a query's
-//! messages when its future is first polled, so polling the futures together (`join!`) sends them
-//! back to back and reads the answers together: one network round trip. A failing statement
-//! aborts the transaction, and the COMMIT after it is answered as a rollback.
+//! The server runs everything before a Sync as one implicit transaction: committed at the Sync
+//! when every statement succeeded, rolled back when one failed (the statements after it are not
+//! run). So no BEGIN or COMMIT is sent, the identity lasts exactly as long as the operation, and
+//! the server answers the whole operation in one flush: one network round trip, one TLS record
+//! each way. Statements are prepared once per connection and cached (or, for a transaction-mode
+//! pooler, sent unnamed: Parse, Bind, Describe, Execute each, still before the one Sync).
+//! `Client::pipeline` comes from todo-db's copy of tokio-postgres (`vendor/tokio-postgres`),
+//! whose public API ends every statement with its own Sync.
 //!
-//! Cancellation: all of BEGIN .. COMMIT is queued on the connection in the single poll that
-//! starts the `join!` (no await point between the sends), and a connection serves its queue in
-//! order. So if the caller's future is dropped at any point, the connection can go back to the
-//! pool: whatever the next user sends is served only after this transaction's COMMIT (or, if a
-//! statement failed, its rollback), and the identity is transaction-local. No transaction is ever
-//! left half-sent, because parameters are checked before anything of it is sent.
+//! Cancellation: the whole pipeline is one request on the connection, queued in the single poll
+//! that sends it, and a connection serves its queue in order. So if the caller's future is dropped
+//! at any point, the connection can go back to the pool: whatever the next user sends is served
+//! only after this pipeline's Sync has committed or rolled it back, and the identity is
+//! transaction-local. No pipeline is ever half-sent, because every parameter is encoded before
+//! anything is sent.
 
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::try_join_all;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Row;
+use tokio_postgres::{PipelineStatement, Row};
 
 use super::Db;
 use crate::error::{Error, Result};
 use crate::model::UserId;
 
-/// Sets the identity for the current transaction only: a session-level SET would leak to the
-/// next user of a pooled connection, and through PgBouncer in transaction mode.
-/// The request id and reason (empty when unset) are recorded with every audit entry.
-const IDENTITY: &str = "select set_config('role', 'todo_app', true), set_config('app.user_id', $1, true), \
-     set_config('statement_timeout', $2, true), set_config('app.request_id', $3, true), \
-     set_config('app.reason', $4, true), set_config('lock_timeout', $5, true)";
+/// The statements that set the identity for the current transaction only (a session-level SET
+/// would leak to the next user of a pooled connection, and through PgBouncer in transaction mode):
+/// the app role, the user, and the pool's statement and lock timeouts (written into the SQL, so
+/// the statement is the same for every operation of a pool); and, when the scope has them, the
+/// request id and reason that every audit entry records. Built once per pool.
+pub(super) struct Identity {
+    plain: String,
+    with_context: String,
+}
+
+impl Identity {
+    pub(super) fn new(settings: &crate::config::PoolSettings) -> Self {
+        let plain = format!(
+            "select set_config('role', 'todo_app', true), set_config('app.user_id', $1::uuid::text, true), \
+             set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true)",
+            settings.statement_timeout.as_millis(),
+            settings.lock_timeout.as_millis()
+        );
+        let with_context =
+            format!("{plain}, set_config('app.request_id', $2, true), set_config('app.reason', $3, true)");
+        Identity { plain, with_context }
+    }
+}
 
 /// One statement of a pipelined operation.
 pub struct Stmt<'a> {
@@ -51,17 +72,13 @@ impl<'a> Stmt<'a> {
 pub struct UserScope {
     db: Db,
     user: UserId,
-    timeout: String,
-    lock_timeout: String,
     request_id: String,
     reason: String,
 }
 
 impl UserScope {
     pub(super) fn new(db: Db, user: UserId) -> Self {
-        let timeout = format!("{}ms", db.pool_settings().statement_timeout.as_millis());
-        let lock_timeout = format!("{}ms", db.pool_settings().lock_timeout.as_millis());
-        UserScope { db, user, timeout, lock_timeout, request_id: String::new(), reason: String::new() }
+        UserScope { db, user, request_id: String::new(), reason: String::new() }
     }
 
     /// The same scope, with a request id and a reason recorded in the audit log of every change
@@ -82,10 +99,14 @@ impl UserScope {
 
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
-        let user = self.user.0.to_string();
-        let params: [&(dyn ToSql + Sync); 5] =
-            [&user, &self.timeout, &self.request_id, &self.reason, &self.lock_timeout];
-        pipelined(&self.db, Some(&Stmt::new(IDENTITY, &params)), stmts).await
+        let identity = self.db.identity();
+        let params: [&(dyn ToSql + Sync); 3] = [&self.user.0, &self.request_id, &self.reason];
+        let identity = if self.request_id.is_empty() && self.reason.is_empty() {
+            Stmt::new(&identity.plain, &params[..1])
+        } else {
+            Stmt::new(&identity.with_context, &params)
+        };
+        pipelined(&self.db, Some(&identity), stmts).await
     }
 
     /// One statement in its own transaction, as this user.
@@ -137,6 +158,12 @@ async fn pipelined_once(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]
     let conn = db.acquire().await?;
     let deadline = db.pool_settings().statement_timeout + std::time::Duration::from_secs(2);
     match tokio::time::timeout(deadline, flight(db, &conn, identity, stmts)).await {
+        Ok(Err(e)) if ends_session(&e) => {
+            // The server ended the session (its answer is the last thing it sent): the driver
+            // may not have seen the connection close yet, so it must not go back to the pool.
+            drop(deadpool::managed::Object::take(conn));
+            Err(e)
+        }
         Ok(result) => result,
         Err(_) => {
             drop(deadpool::managed::Object::take(conn));
@@ -152,85 +179,54 @@ async fn pipelined_once(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]
     }
 }
 
+/// Whether `e` means the server closed the session: the connection is gone (or going), not just
+/// the statement that failed.
+fn ends_session(e: &Error) -> bool {
+    match e {
+        Error::Unavailable { .. } => true,
+        // admin_shutdown, crash_shutdown, idle_session_timeout, idle_in_transaction timeout, and
+        // every connection exception.
+        Error::Database { code, .. } => {
+            matches!(code.as_str(), "57P01" | "57P02" | "57P05" | "25P03") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
 async fn flight(
     db: &Db,
     client: &deadpool_postgres::ClientWrapper,
     identity: Option<&Stmt<'_>>,
     stmts: &[Stmt<'_>],
 ) -> Result<Vec<Vec<Row>>> {
-    if db.unnamed_statements() {
-        return pipelined_unnamed(db, client, identity, stmts).await;
+    let all: Vec<&Stmt<'_>> = identity.into_iter().chain(stmts).collect();
+    let rows = if db.unnamed_statements() {
+        // Every parameter is typed and encoded once before anything is sent, so a statement is
+        // never sent without its neighbours.
+        let typed = all.iter().map(|s| typed_params(s.sql, s.params)).collect::<Result<Vec<_>>>()?;
+        let types: Vec<Vec<Type>> = typed.iter().map(|p| p.iter().map(|(_, ty)| ty.clone()).collect()).collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = typed.iter().map(|p| p.iter().map(|(v, _)| *v).collect()).collect();
+        let pipeline: Vec<_> = all
+            .iter()
+            .zip(&types)
+            .zip(&params)
+            .map(|((s, types), params)| (PipelineStatement::Unnamed(s.sql, types), params.as_slice()))
+            .collect();
+        client.pipeline(&pipeline).await
+    } else {
+        let prepared =
+            try_join_all(all.iter().map(|s| client.prepare_cached(s.sql))).await.map_err(|e| db.map_err(e))?;
+        for (st, s) in prepared.iter().zip(&all) {
+            check_params(st, s)?;
+        }
+        let pipeline: Vec<_> =
+            prepared.iter().zip(&all).map(|(st, s)| (PipelineStatement::Prepared(st), s.params)).collect();
+        client.pipeline(&pipeline).await
+    };
+    let mut rows = rows.map_err(|e| db.map_err(e))?;
+    if identity.is_some() {
+        rows.remove(0);
     }
-
-    let prepared = try_join_all(
-        ["begin", "commit"]
-            .into_iter()
-            .chain(identity.iter().map(|s| s.sql))
-            .chain(stmts.iter().map(|s| s.sql))
-            .map(|sql| client.prepare_cached(sql)),
-    )
-    .await
-    .map_err(|e| db.map_err(e))?;
-    let (begin, commit) = (&prepared[0], &prepared[1]);
-    let first = if identity.is_some() { 3 } else { 2 };
-    // Every parameter is encoded once before anything is sent: a statement the driver refused
-    // to send would otherwise leave its neighbours, COMMIT included, to run without it.
-    for (st, s) in prepared[first..].iter().zip(stmts) {
-        check_params(st, s)?;
-    }
-
-    let (began, ident, results, committed) = tokio::join!(
-        client.execute(begin, &[]),
-        async {
-            match identity {
-                Some(i) => client.execute(&prepared[2], i.params).await.map(|_| ()),
-                None => Ok(()),
-            }
-        },
-        join_all(prepared[first..].iter().zip(stmts).map(|(st, s)| client.query(st, s.params))),
-        client.execute(commit, &[]),
-    );
-    answers(db, began.map(|_| ()), ident, results, committed.map(|_| ()))
-}
-
-/// The same flight with unnamed statements (Parse, Bind, Describe, Execute, Sync per statement,
-/// nothing left on the server afterwards), for a transaction-mode pooler that does not track
-/// prepared statements: BEGIN pins one server connection until COMMIT.
-async fn pipelined_unnamed(
-    db: &Db,
-    client: &deadpool_postgres::ClientWrapper,
-    identity: Option<&Stmt<'_>>,
-    stmts: &[Stmt<'_>],
-) -> Result<Vec<Vec<Row>>> {
-    let ident = identity.map(|i| typed_params(i.sql, i.params)).transpose()?;
-    let typed = stmts.iter().map(|s| typed_params(s.sql, s.params)).collect::<Result<Vec<_>>>()?;
-    let (began, ident, results, committed) = tokio::join!(
-        client.query_typed("begin", &[]),
-        async {
-            match (identity, &ident) {
-                (Some(i), Some(params)) => client.query_typed(i.sql, params).await.map(|_| ()),
-                _ => Ok(()),
-            }
-        },
-        join_all(stmts.iter().zip(&typed).map(|(s, params)| client.query_typed(s.sql, params))),
-        client.query_typed("commit", &[]),
-    );
-    answers(db, began.map(|_| ()), ident, results, committed.map(|_| ()))
-}
-
-/// The answers of one flight, in order: the first error wins (a failed statement aborts the
-/// transaction, and the COMMIT after it is answered as a rollback).
-fn answers(
-    db: &Db,
-    began: std::result::Result<(), tokio_postgres::Error>,
-    ident: std::result::Result<(), tokio_postgres::Error>,
-    results: Vec<std::result::Result<Vec<Row>, tokio_postgres::Error>>,
-    committed: std::result::Result<(), tokio_postgres::Error>,
-) -> Result<Vec<Vec<Row>>> {
-    began.map_err(|e| db.map_err(e))?;
-    ident.map_err(|e| db.map_err(e))?;
-    let rows = results.into_iter().map(|r| r.map_err(|e| db.map_err(e))).collect::<Result<Vec<_>>>()?;
-    committed.map_err(|e| db.map_err(e))?;
     Ok(rows)
 }
 
