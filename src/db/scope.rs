@@ -125,8 +125,8 @@ impl UserScope {
     }
 }
 
-/// Sends `begin` (BEGIN and whatever must run first, one simple-protocol message), `stmts` and
-/// COMMIT in one flight, and reads every answer.
+/// Sends `identity` (if any) and `stmts` as one pipeline with a single Sync (one implicit
+/// transaction), and reads every answer.
 ///
 /// The whole flight has a deadline (the statement timeout plus two seconds): a connection that
 /// stops answering (a half-open TCP connection, a lost COMMIT answer) fails the operation then,
