@@ -59,20 +59,17 @@ pub(crate) async fn pipeline(
     // own, answered only after this pipeline's Sync.
     let mut answers = Vec::with_capacity(statements.len());
     for (statement, _) in statements {
-        let mut columns = None;
-        match statement {
-            PipelineStatement::Prepared(_) => {}
-            PipelineStatement::Unnamed(..) => {
-                expect(responses.next().await?, |m| matches!(m, Message::ParseComplete))?;
-            }
+        let unnamed = matches!(statement, PipelineStatement::Unnamed(..));
+        if unnamed {
+            expect(responses.next().await?, |m| matches!(m, Message::ParseComplete))?;
         }
         expect(responses.next().await?, |m| matches!(m, Message::BindComplete))?;
-        if let PipelineStatement::Unnamed(..) = statement {
-            columns = Some(match responses.next().await? {
-                Message::NoData => Vec::new(),
+        let mut columns = Vec::new();
+        if unnamed {
+            match responses.next().await? {
+                Message::NoData => {}
                 Message::RowDescription(description) => {
                     let mut fields = description.fields();
-                    let mut columns = Vec::new();
                     while let Some(f) = fields.next().map_err(Error::parse)? {
                         columns.push((
                             f.name().to_string(),
@@ -82,10 +79,9 @@ pub(crate) async fn pipeline(
                             f.type_oid(),
                         ));
                     }
-                    columns
                 }
                 _ => return Err(Error::unexpected_message()),
-            });
+            }
         }
         let mut rows = Vec::new();
         loop {
@@ -95,9 +91,9 @@ pub(crate) async fn pipeline(
                 _ => return Err(Error::unexpected_message()),
             }
         }
-        answers.push(match (statement, columns) {
-            (PipelineStatement::Prepared(st), _) => Answer::Prepared((*st).clone(), rows),
-            (PipelineStatement::Unnamed(..), columns) => Answer::Unnamed(columns.unwrap_or_default(), rows),
+        answers.push(match statement {
+            PipelineStatement::Prepared(st) => Answer::Prepared((*st).clone(), rows),
+            PipelineStatement::Unnamed(..) => Answer::Unnamed(columns, rows),
         });
     }
     // The commit happens at the Sync: an error there (a deferred constraint, a serialization
