@@ -14,8 +14,40 @@ use crate::model::{
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
-/// names come along so a task is complete in one round trip.
+/// names come along so a task is complete in one round trip. The two-argument form adds a
+/// fragment to the tag subquery's `where`, for a statement that changes the task's tags itself
+/// (its own changes are not visible to its snapshot): `tag` and `untag`.
 macro_rules! task_columns {
+    ($t:literal) => {
+        concat!(
+            task_fields!($t),
+            "coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt ",
+            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
+            "where tt.user_id = ",
+            $t,
+            ".user_id and tt.task_id = ",
+            $t,
+            ".id), '{}') as tags"
+        )
+    };
+    ($t:literal, $extra:literal) => {
+        concat!(
+            task_fields!($t),
+            "coalesce((select array_agg(n order by lower(n)) from (select g.name from task_tags tt ",
+            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
+            "where tt.user_id = ",
+            $t,
+            ".user_id and tt.task_id = ",
+            $t,
+            ".id ",
+            $extra,
+            ") x(n)), '{}') as tags"
+        )
+    };
+}
+
+/// A task's own columns, without its tags.
+macro_rules! task_fields {
     ($t:literal) => {
         concat!(
             $t,
@@ -37,14 +69,7 @@ macro_rules! task_columns {
             $t,
             ".created_at, ",
             $t,
-            ".updated_at, ",
-            "coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt ",
-            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
-            "where tt.user_id = ",
-            $t,
-            ".user_id and tt.task_id = ",
-            $t,
-            ".id), '{}') as tags"
+            ".updated_at, "
         )
     };
 }
@@ -311,33 +336,39 @@ impl Tasks<'_> {
 
     /// Attaches tags by name, creating the ones this user does not have yet; returns the task.
     pub async fn tag(&self, id: TaskId, names: &[TagName]) -> Result<Task> {
+        // One statement: create the missing tags, attach, and return the task with its tags (the
+        // ones it had, read from the snapshot, and the ones chosen here). Nothing is written when
+        // the task is not this user's: `wanted` is empty then, and no row comes back.
+        const SQL: &str = concat!(
+            "with wanted(name, id) as (select w.name, w.id from unnest($3::text[], $4::uuid[]) w(name, id) ",
+            "where exists (select 1 from tasks where id = $2)), ",
+            "created as (insert into tags (id, user_id, name) select id, $1, name from wanted ",
+            "on conflict (user_id, lower(name)) do nothing returning id, name), ",
+            "chosen as (select id, name from created union all ",
+            "select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1), ",
+            "attached as (insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen ",
+            "on conflict do nothing) ",
+            "select ",
+            task_columns!("t", "union select name from chosen"),
+            " from tasks t where t.id = $2"
+        );
         let names: Vec<&str> = names.iter().map(TagName::as_str).collect();
         let new_ids: Vec<Uuid> = names.iter().map(|_| TagId::new().0).collect();
-        let attach = "with wanted(name, id) as (select * from unnest($3::text[], $4::uuid[])), \
-             created as (insert into tags (id, user_id, name) select w.id, $1, w.name from wanted w \
-                         on conflict (user_id, lower(name)) do nothing returning id), \
-             chosen as (select id from created union \
-                        select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1) \
-             insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen on conflict do nothing";
-        const GET: &str = concat!("select ", task_columns!("t"), " from tasks t where t.id = $1");
-        let user = self.user();
-        let mut rows = self
-            .scope
-            .pipeline(&[Stmt::new(attach, &[&user, &id.0, &names, &new_ids]), Stmt::new(GET, &[&id.0])])
-            .await?;
-        let row = rows.pop().and_then(|r| r.into_iter().next()).ok_or(Error::NotFound { entity: "task" })?;
+        let row = self.scope.query_found("task", SQL, &[&self.user(), &id.0, &names, &new_ids]).await?;
         task_from_row(&row)
     }
 
-    /// Removes a tag (by name) from a task; the tag itself stays.
+    /// Removes a tag (by name) from a task; the tag itself stays. One statement, like [`Self::tag`].
     pub async fn untag(&self, id: TaskId, name: &TagName) -> Result<Task> {
-        let detach = "delete from task_tags tt using tags g \
-             where tt.task_id = $1 and g.user_id = tt.user_id and g.id = tt.tag_id and lower(g.name) = lower($2)";
-        const GET: &str = concat!("select ", task_columns!("t"), " from tasks t where t.id = $1");
-        let mut rows =
-            self.scope.pipeline(&[Stmt::new(detach, &[&id.0, &name.as_str()]), Stmt::new(GET, &[&id.0])]).await?;
-        let row = rows.pop().and_then(|r| r.into_iter().next()).ok_or(Error::NotFound { entity: "task" })?;
-        task_from_row(&row)
+        const SQL: &str = concat!(
+            "with gone as (delete from task_tags tt using tags g ",
+            "where tt.task_id = $1 and g.user_id = tt.user_id and g.id = tt.tag_id and lower(g.name) = lower($2) ",
+            "returning tt.tag_id) ",
+            "select ",
+            task_columns!("t", "and tt.tag_id not in (select tag_id from gone)"),
+            " from tasks t where t.id = $1"
+        );
+        task_from_row(&self.scope.query_found("task", SQL, &[&id.0, &name.as_str()]).await?)
     }
 }
 
