@@ -4,8 +4,9 @@
 //! tasks (first page), 15% create a task, 15% complete a task, 10% tag a task, 10% read my summary
 //! view; todo-db (RLS and audit on) next to two pgbench references in the same run, alternated:
 //! - plain: each operation's bare SQL, one statement, no transaction, no identity;
-//! - same statements: BEGIN, the identity, the operation's statements and COMMIT, inside
-//!   `\startpipeline` / `\endpipeline`, so pgbench also pays one round trip.
+//! - same statements: exactly what todo-db sends, the identity and the operation's statements,
+//!   inside `\startpipeline` / `\endpipeline` (one Sync, one implicit transaction), so pgbench also
+//!   pays one round trip.
 //!
 //! Scenario 2: the same operations, one at a time, through a proxy that delays each direction by
 //! 2 ms; the median of each in round trips (the median of `select 1` through the same proxy).
@@ -32,13 +33,21 @@ use support::*;
 const OPS: [(&str, u32); 5] = [("list", 50), ("create", 15), ("complete", 15), ("tag", 10), ("summary", 10)];
 const TAGS: [&str; 3] = ["work", "home", "errands"];
 
-/// The columns of a task query as tasks.rs writes them, for table alias `t`.
-fn columns(t: &str) -> String {
+/// A task's own columns as tasks.rs writes them, for table alias `t`.
+fn fields(t: &str) -> String {
     format!(
         "{t}.id, {t}.user_id, {t}.title, {t}.description, {t}.priority::text, {t}.completed, {t}.completed_at, \
-         {t}.due_at, {t}.created_at, {t}.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) \
+         {t}.due_at, {t}.created_at, {t}.updated_at"
+    )
+}
+
+/// The columns of a task query as tasks.rs writes them: the fields and the tag names.
+fn columns(t: &str) -> String {
+    format!(
+        "{}, coalesce((select array_agg(g.name order by lower(g.name)) \
          from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
-         where tt.user_id = {t}.user_id and tt.task_id = {t}.id), '{{}}') as tags"
+         where tt.user_id = {t}.user_id and tt.task_id = {t}.id), '{{}}') as tags",
+        fields(t)
     )
 }
 
@@ -260,15 +269,15 @@ fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
     let identity = |from: &str, id: &str| {
         format!(
             "select set_config('role', 'todo_app', true), set_config('app.user_id', {id}::text, true), \
-             set_config('statement_timeout', '30000ms', true), set_config('app.request_id', '', true), \
-             set_config('app.reason', '', true), set_config('lock_timeout', '10000ms', true) from {from};\n"
+             set_config('statement_timeout', '30000ms', true), set_config('lock_timeout', '10000ms', true) from {from};\n"
         )
     };
     let user_identity = identity("bench_users where n = :n", "id");
     let task_identity = identity("bench_tasks where n = :m", "user_id");
-    let pipelined = |vars: &str, ident: &str, stmts: &str| {
-        format!("{vars}\\startpipeline\nbegin;\n{ident}{stmts}commit;\n\\endpipeline\n")
-    };
+    // No BEGIN / COMMIT: like todo-db, the statements before the one Sync run as one implicit
+    // transaction.
+    let pipelined =
+        |vars: &str, ident: &str, stmts: &str| format!("{vars}\\startpipeline\n{ident}{stmts}\\endpipeline\n");
     let cols = columns("t");
     let list = format!(
         "select {cols} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
@@ -284,19 +293,33 @@ fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
          where id = (select task_id from bench_tasks where n = :m) returning {};\n",
         columns("tasks")
     );
-    let attach = |user: &str| {
-        format!(
-            "with wanted(name, id) as (select * from unnest(array[(array['work','home','errands'])[:k]], array[gen_random_uuid()])), \
-             created as (insert into tags (id, user_id, name) select w.id, {user}, w.name from wanted w \
-                         on conflict (user_id, lower(name)) do nothing returning id), \
-             chosen as (select id from created union \
-                        select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {user}) \
-             insert into task_tags (user_id, task_id, tag_id) select {user}, (select task_id from bench_tasks where n = :m), id \
-             from chosen on conflict do nothing;\n"
-        )
-    };
     let task_user = "(select user_id from bench_tasks where n = :m)";
-    let get = format!("select {cols} from tasks t where t.id = (select task_id from bench_tasks where n = :m);\n");
+    let task_id = "(select task_id from bench_tasks where n = :m)";
+    let wanted = "unnest(array[(array['work','home','errands'])[:k]], array[gen_random_uuid()])";
+    // The bare attach (plain) and todo-db's tag statement, which also returns the task (same).
+    let attach = format!(
+        "with wanted(name, id) as (select * from {wanted}), \
+         created as (insert into tags (id, user_id, name) select w.id, {task_user}, w.name from wanted w \
+                     on conflict (user_id, lower(name)) do nothing returning id), \
+         chosen as (select id from created union \
+                    select g.id from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {task_user}) \
+         insert into task_tags (user_id, task_id, tag_id) select {task_user}, {task_id}, id \
+         from chosen on conflict do nothing;\n"
+    );
+    let tag = format!(
+        "with wanted(name, id) as (select w.name, w.id from {wanted} w(name, id) \
+         where exists (select 1 from tasks where id = {task_id})), \
+         created as (insert into tags (id, user_id, name) select id, {task_user}, name from wanted \
+         on conflict (user_id, lower(name)) do nothing returning id, name), \
+         chosen as (select id, name from created union all \
+         select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {task_user}), \
+         attached as (insert into task_tags (user_id, task_id, tag_id) select {task_user}, {task_id}, id from chosen \
+         on conflict do nothing) \
+         select {}, coalesce((select array_agg(n order by lower(n)) from (select g.name from task_tags tt \
+         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id \
+         union select name from chosen) x(n)), '{{}}') as tags from tasks t where t.id = {task_id};\n",
+        fields("t")
+    );
     let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
     let summary = format!(
         "select set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), now() at time zone 'UTC';\n{};\n",
@@ -306,7 +329,7 @@ fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
         pipelined(&by_user, &user_identity, &list),
         pipelined(&by_user, &user_identity, create),
         pipelined(&by_task, &task_identity, &complete),
-        pipelined(&by_task, &task_identity, &format!("{}{get}", attach(task_user))),
+        pipelined(&by_task, &task_identity, &tag),
         pipelined(&by_user, &user_identity, &summary),
     ];
     let plain = vec![
@@ -319,7 +342,7 @@ fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
             "{by_task}update tasks t set completed = true, completed_at = coalesce(t.completed_at, now()) \
              from bench_tasks b where b.n = :m and t.id = b.task_id and t.user_id = b.user_id;\n"
         ),
-        format!("{by_task}{}", attach(task_user)),
+        format!("{by_task}{attach}"),
         format!(
             "{by_user}{};\n",
             summary_sql
