@@ -46,9 +46,9 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    // Exactly what todo-db sends: the identity and the statement before one Sync (no BEGIN/COMMIT).
     let identity = "select set_config('role', 'todo_app', true), set_config('app.user_id', id::text, true), \
-                    set_config('statement_timeout', '30000ms', true), set_config('app.request_id', '', true), \
-                    set_config('app.reason', '', true), set_config('lock_timeout', '10000ms', true) \
+                    set_config('statement_timeout', '30000ms', true), set_config('lock_timeout', '10000ms', true) \
                     from bench_users where n = :n;";
     let list_sql = format!(
         "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
@@ -56,9 +56,8 @@ async fn main() -> anyhow::Result<()> {
     let create_sql = "insert into tasks (id, user_id, title, description, priority, due_at) \
         select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
         returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];";
-    let pipelined = |sql: &str| {
-        format!("\\set n random(1, {users})\n\\startpipeline\nbegin;\n{identity}\n{sql}\ncommit;\n\\endpipeline\n")
-    };
+    let pipelined =
+        |sql: &str| format!("\\set n random(1, {users})\n\\startpipeline\n{identity}\n{sql}\n\\endpipeline\n");
     let bare_list = format!(
         "\\set n random(1, {users})\nselect {TASK_COLUMNS} from tasks t where t.user_id = (select id from bench_users where n = :n) \
          and t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
