@@ -14,7 +14,8 @@
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
 //! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (10 per run), BENCH_CONCURRENCY ("1,8,32"),
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
-//! transaction mode, needs pgbouncer installed), BENCH_POOLED_CLIENTS (8), BENCH_POOLED_ROUNDS (3);
+//! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
+//! (8), BENCH_POOLED_ROUNDS (3);
 //! BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
 
 mod support;
@@ -131,7 +132,12 @@ async fn main() -> anyhow::Result<()> {
 
     // Scenario 1b: the same mix through PgBouncer in transaction mode (what Neon's pooled endpoint
     // is), unnamed statements, next to the direct connection, alternated.
-    if std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0") {
+    // Skipped, saying so, when PgBouncer is not installed.
+    let pooled_wanted = std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0");
+    if pooled_wanted && todo_db::local::pgbouncer_binary().is_none() {
+        println!();
+        println!("Scenario 1b skipped: pgbouncer is not installed (apt-get install pgbouncer, or set PGBOUNCER)");
+    } else if pooled_wanted {
         let clients = knob("BENCH_POOLED_CLIENTS", 8, 4);
         let pooler = todo_db::local::LocalPooler::start(&url, clients as usize)?;
         let mut s = Settings::default();

@@ -457,13 +457,9 @@ impl LocalPooler {
         for (f, mode) in [("", 0o755), ("pgbouncer.ini", 0o644), ("users.txt", 0o644)] {
             fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).map_err(|e| io(&dir, e))?;
         }
-        let bin = std::env::var("PGBOUNCER").ok().map(PathBuf::from).unwrap_or_else(|| {
-            ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.exists())
-                .unwrap_or_else(|| PathBuf::from("pgbouncer"))
-        });
+        let bin = pgbouncer_binary().ok_or_else(|| {
+            Error::Local("pgbouncer is not installed (apt-get install pgbouncer, or set PGBOUNCER to its path)".into())
+        })?;
         let as_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
         let run = format!(
             "{} {} {}",
@@ -495,6 +491,20 @@ impl LocalPooler {
     pub fn url(&self, direct: &str) -> String {
         via_local_port(direct, self.port)
     }
+}
+
+/// PgBouncer's executable: `PGBOUNCER`, the usual install paths, then `PATH`.
+pub fn pgbouncer_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("PGBOUNCER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/usr/sbin", "/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join("pgbouncer"))
+        .find(|p| p.is_file())
 }
 
 /// `url` with its host and port replaced by 127.0.0.1:`port` and TLS off: for a pooler or a
