@@ -96,32 +96,22 @@ async fn main() -> anyhow::Result<()> {
     // rounds so that drift on a shared machine hits both sides alike.
     let rounds = knob("BENCH_RLS_ROUNDS", 4, 1);
     let slice = seconds.div_ceil(2).max(1);
-    let (mut list_rls, mut list_plain, mut create_rls, mut create_plain) = (0.0, 0.0, 0.0, 0.0);
+    let (mut list, mut create) = (Alternated::default(), Alternated::default());
     for _ in 0..rounds {
-        list_rls += run_raw(&db, &ids, clients, slice, false, true).await;
-        list_plain += run_raw(&db, &ids, clients, slice, false, false).await;
+        let rls = run_raw(&db, &ids, clients, slice, false, true).await;
+        list.push(rls, run_raw(&db, &ids, clients, slice, false, false).await);
     }
     for _ in 0..rounds {
-        create_rls += run_raw(&db, &ids, clients, slice, true, true).await;
-        create_plain += run_raw(&db, &ids, clients, slice, true, false).await;
+        let rls = run_raw(&db, &ids, clients, slice, true, true).await;
+        create.push(rls, run_raw(&db, &ids, clients, slice, true, false).await);
     }
-    let n = rounds as f64;
     println!();
-    println!("{:<44} {:>10} {:>10} {:>7}", "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio");
     println!(
-        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-        "list 20 open tasks",
-        list_rls / n,
-        list_plain / n,
-        list_rls / list_plain
+        "{:<44} {:>10} {:>10} {:>7} {:>18}",
+        "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio", "rounds: median"
     );
-    println!(
-        "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-        "create a task",
-        create_rls / n,
-        create_plain / n,
-        create_rls / create_plain
-    );
+    list.print("list 20 open tasks");
+    create.print("create a task");
     // Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
     // `clients` connections, alternated in rounds.
     let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = db
@@ -133,42 +123,28 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let pairs = Arc::new(pairs);
     println!();
-    println!("{:<44} {:>10} {:>10} {:>7}", "audit overhead (alternated)", "audit/s", "no audit/s", "ratio");
+    println!(
+        "{:<44} {:>10} {:>10} {:>7} {:>18}",
+        "audit overhead (alternated)", "audit/s", "no audit/s", "ratio", "rounds: median"
+    );
     for conns in [1, clients] {
-        let (mut ins_on, mut ins_off, mut upd_on, mut upd_off) = (0.0, 0.0, 0.0, 0.0);
+        let (mut insert, mut update) = (Alternated::default(), Alternated::default());
         for _ in 0..rounds {
-            for audit_on in [true, false] {
-                let toggle = if audit_on { "enable" } else { "disable" };
+            let mut round = [(0.0, 0.0); 2];
+            for (i, toggle) in ["enable", "disable"].into_iter().enumerate() {
                 db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
                 let ins = run_todo_db(&db, &ids, conns, slice, |scope| async move {
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
                 })
                 .await;
-                let upd = run_updates(&db, pairs.clone(), conns, slice).await;
-                if audit_on {
-                    ins_on += ins;
-                    upd_on += upd;
-                } else {
-                    ins_off += ins;
-                    upd_off += upd;
-                }
+                round[i] = (ins, run_updates(&db, pairs.clone(), conns, slice).await);
             }
+            insert.push(round[0].0, round[1].0);
+            update.push(round[0].1, round[1].1);
         }
         db.admin().batch("alter table tasks enable trigger tasks_audit").await?;
-        println!(
-            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-            format!("insert a task, {conns} conn"),
-            ins_on / n,
-            ins_off / n,
-            ins_on / ins_off
-        );
-        println!(
-            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-            format!("update a task, {conns} conn"),
-            upd_on / n,
-            upd_off / n,
-            upd_on / upd_off
-        );
+        insert.print(&format!("insert a task, {conns} conn"));
+        update.print(&format!("update a task, {conns} conn"));
     }
     // Reporting views: one user's read through a user scope (RLS), sequential, median latency;
     // next to the same-sized read of a user's first page of open tasks as the reference.
@@ -248,6 +224,38 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         }
     })
     .await
+}
+
+/// Throughput of one side with a feature on and off, measured in alternated rounds. Printed as
+/// mean rates, the ratio of the totals, and the median and range of the per-round ratios (drift
+/// on a shared machine moves both sides of a round alike, so per-round ratios vary less).
+#[derive(Default)]
+struct Alternated {
+    on: Vec<f64>,
+    off: Vec<f64>,
+}
+
+impl Alternated {
+    fn push(&mut self, on: f64, off: f64) {
+        self.on.push(on);
+        self.off.push(off);
+    }
+
+    fn print(&self, label: &str) {
+        let (on, off): (f64, f64) = (self.on.iter().sum(), self.off.iter().sum());
+        let n = self.on.len() as f64;
+        let mut ratios: Vec<f64> = self.on.iter().zip(&self.off).map(|(a, b)| a / b).collect();
+        let median = percentile(&mut ratios, 0.5);
+        let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+        println!(
+            "{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}",
+            label,
+            on / n,
+            off / n,
+            on / off,
+            format!("{median:.2} ({lo:.2}-{hi:.2})")
+        );
+    }
 }
 
 /// Closed loop of single-row updates (a new title) of random existing tasks, each by its owner.
