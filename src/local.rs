@@ -453,7 +453,7 @@ impl LocalPooler {
         let io = |p: &Path, e: std::io::Error| Error::Local(format!("{}: {e}", p.display()));
         fs::write(dir.join("pgbouncer.ini"), config).map_err(|e| io(&dir, e))?;
         fs::write(dir.join("users.txt"), format!("\"{user}\" \"{password}\"\n")).map_err(|e| io(&dir, e))?;
-        // Readable by the postgres account, which PgBouncer switches to when started as root.
+        // Readable by the postgres account, which runs PgBouncer when todo-db runs as root.
         for (f, mode) in [("", 0o755), ("pgbouncer.ini", 0o644), ("users.txt", 0o644)] {
             fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).map_err(|e| io(&dir, e))?;
         }
@@ -461,12 +461,21 @@ impl LocalPooler {
             Error::Local("pgbouncer is not installed (apt-get install pgbouncer, or set PGBOUNCER to its path)".into())
         })?;
         let as_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-        let run = format!(
-            "{} {} {}",
-            bin.display(),
-            if as_root { "-u postgres" } else { "" },
-            dir.join("pgbouncer.ini").display()
-        );
+        // PgBouncer must not outlive its watcher, however the watcher ends (Drop kills it with
+        // SIGKILL, which no trap sees): `setpriv --pdeathsig` sends it SIGTERM when the watcher
+        // dies. The switch to the postgres account happens in setpriv, before the exec, since a
+        // change of credentials afterwards (`pgbouncer -u`) would clear the death signal.
+        let ini = dir.join("pgbouncer.ini");
+        let run = match (Path::new("/usr/bin/setpriv").is_file(), as_root) {
+            (true, true) => format!(
+                "/usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups --pdeathsig=TERM {} {}",
+                bin.display(),
+                ini.display()
+            ),
+            (true, false) => format!("/usr/bin/setpriv --pdeathsig=TERM {} {}", bin.display(), ini.display()),
+            (false, true) => format!("{} -u postgres {}", bin.display(), ini.display()),
+            (false, false) => format!("{} {}", bin.display(), ini.display()),
+        };
         let script = format!(
             "{run} >{log} 2>&1 & child=$!; trap 'kill $child' TERM; \
              while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child",
