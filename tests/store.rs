@@ -160,6 +160,12 @@ async fn tags_are_unique_per_user_ignoring_case_and_attach_and_detach() {
     assert_eq!(s.tags().list().await.unwrap().len(), 2, "WORK reused Work; q4 was created");
     let again = s.tasks().tag(task.id, &[tag("work")]).await.unwrap();
     assert_eq!(again.tags.len(), 2, "attaching twice is a no-op");
+    // One statement creates, attaches and answers: what it returns is what it stored.
+    let plan = s.tasks().create(&NewTask::new("Plan").unwrap()).await.unwrap();
+    let both = s.tasks().tag(plan.id, &[tag("Errand"), tag("ERRAND"), tag("q4")]).await.unwrap();
+    assert_eq!(both.tags, vec!["Errand".to_string(), "q4".to_string()], "one tag per name, whatever its case");
+    assert_eq!(s.tasks().get(plan.id).await.unwrap().tags, both.tags);
+    assert_eq!(s.tags().list().await.unwrap().len(), 3, "Errand was created once");
 
     let renamed = s.tags().rename(work.id, &tag("Job")).await.unwrap();
     assert_eq!(renamed.name, "Job");
