@@ -425,6 +425,7 @@ impl Drop for LocalPooler {
     fn drop(&mut self) {
         let _ = self.watcher.kill();
         let _ = self.watcher.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -476,10 +477,14 @@ impl LocalPooler {
             (false, true) => format!("{} -u postgres {}", bin.display(), ini.display()),
             (false, false) => format!("{} {}", bin.display(), ini.display()),
         };
+        // The watcher stops PgBouncer when the owning process ends and then removes the directory
+        // (it holds the login's password); a dropped pooler removes it itself.
         let script = format!(
-            "{run} >{log} 2>&1 & child=$!; trap 'kill $child' TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child",
+            "{run} >\"{log}\" 2>&1 & child=$!; trap 'kill $child 2>/dev/null; rm -rf \"{dir}\"; exit' TERM; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; \
+             kill $child 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf \"{dir}\"",
             log = dir.join("pgbouncer.log").display(),
+            dir = dir.display(),
             parent = std::process::id()
         );
         let watcher = Command::new("sh")
@@ -493,7 +498,15 @@ impl LocalPooler {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Err(Error::Local(format!("pgbouncer did not start; see {}", pooler.dir.join("pgbouncer.log").display())))
+        let log = fs::read_to_string(pooler.dir.join("pgbouncer.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let said = if tail.is_empty() {
+            "its log is empty".to_string()
+        } else {
+            format!("its log ends:\n{}", tail.join("\n"))
+        };
+        Err(Error::Local(format!("pgbouncer ({}) did not start within 5 s; {said}", bin.display())))
     }
 
     /// `direct` (a URL of the same server), routed through this pooler.
