@@ -14,9 +14,10 @@ use crate::model::{
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
-/// names come along so a task is complete in one round trip. The two-argument form adds a
-/// fragment to the tag subquery's `where`, for a statement that changes the task's tags itself
-/// (its own changes are not visible to its snapshot): `tag` and `untag`.
+/// names come along so a task is complete in one round trip. The two-argument form appends a
+/// fragment to the tag-name subquery, after its `where` (`union ...` or `and ...`), for a
+/// statement that changes the task's tags itself, since its snapshot does not see its own
+/// changes: `tag` and `untag`.
 macro_rules! task_columns {
     ($t:literal) => {
         concat!(
