@@ -22,27 +22,32 @@ macro_rules! task_columns {
     ($t:literal) => {
         concat!(
             task_fields!($t),
-            "coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt ",
-            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
-            "where tt.user_id = ",
-            $t,
-            ".user_id and tt.task_id = ",
-            $t,
-            ".id), '{}') as tags"
+            "coalesce((select array_agg(g.name order by lower(g.name)) ",
+            task_tag_rows!($t),
+            "), '{}') as tags"
         )
     };
     ($t:literal, $extra:literal) => {
         concat!(
             task_fields!($t),
-            "coalesce((select array_agg(n order by lower(n)) from (select g.name from task_tags tt ",
-            "join tags g on g.user_id = tt.user_id and g.id = tt.tag_id ",
-            "where tt.user_id = ",
+            "coalesce((select array_agg(n order by lower(n)) from (select g.name ",
+            task_tag_rows!($t),
+            " ",
+            $extra,
+            ") x(n)), '{}') as tags"
+        )
+    };
+}
+
+/// The `from ... where` of a task's tags (rows `tt` of task_tags, `g` of tags), for alias `$t`.
+macro_rules! task_tag_rows {
+    ($t:literal) => {
+        concat!(
+            "from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = ",
             $t,
             ".user_id and tt.task_id = ",
             $t,
-            ".id ",
-            $extra,
-            ") x(n)), '{}') as tags"
+            ".id"
         )
     };
 }
