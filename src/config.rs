@@ -145,6 +145,9 @@ pub struct Settings {
     pub direct_url: Option<Secret<String>>,
     /// `DATABASE_READ_URL`: an optional read replica for reporting reads.
     pub read_url: Option<Secret<String>>,
+    /// `APP_DATABASE_URL`: a login for user scopes that is a member of `todo_app` and cannot bypass
+    /// RLS (the embedded default has one). Without it, user scopes switch role on the admin login.
+    pub app_url: Option<Secret<String>>,
     /// `TODO_DB_HOME`: where the embedded default keeps its cluster (default `.todo-db`).
     pub home: Option<PathBuf>,
     /// `TODO_DB_ALLOW_INSECURE`: permit `sslmode=disable` to a host that is not local.
@@ -161,6 +164,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("DATABASE_URL", "PostgreSQL URL; unset = the embedded local default"),
     ("DATABASE_DIRECT_URL", "direct (unpooled) URL for admin work when DATABASE_URL is pooled"),
     ("DATABASE_READ_URL", "read replica URL for reporting reads"),
+    ("APP_DATABASE_URL", "login for user scopes: a todo_app member without BYPASSRLS (embedded default: its own)"),
     ("TODO_DB_HOME", "directory of the embedded local cluster (default .todo-db)"),
     ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
     ("TODO_DB_BACKUP_DIR", "where backup create writes and backup list / prune look (default backups)"),
@@ -253,6 +257,7 @@ impl Settings {
             database_url: url("DATABASE_URL"),
             direct_url: url("DATABASE_DIRECT_URL"),
             read_url: url("DATABASE_READ_URL"),
+            app_url: url("APP_DATABASE_URL"),
             home: get("TODO_DB_HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
             allow_insecure: get("TODO_DB_ALLOW_INSECURE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
             environment: get("TODO_DB_ENVIRONMENT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
@@ -280,9 +285,10 @@ impl Settings {
         Ok(())
     }
 
-    /// A copy of these settings that connects to `url` instead.
+    /// A copy of these settings that connects to `url` instead (without the app login's URL,
+    /// which names the other database).
     pub fn with_url(&self, url: &str) -> Settings {
-        Settings { database_url: Some(Secret::new(url.to_string())), ..self.clone() }
+        Settings { database_url: Some(Secret::new(url.to_string())), app_url: None, ..self.clone() }
     }
 
     /// The embedded cluster's directory.

@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 pub const DATABASE: &str = "todo";
 /// The cluster's superuser (todo-db's admin login).
 pub const SUPERUSER: &str = "todo";
+/// The cluster's login for user scopes: a member of `todo_app` only (see
+/// [`schema::app_login_sql`](crate::schema)); its password is kept in `.todo-db/app-password`.
+pub const APP_LOGIN: &str = "todo_app_login";
 
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -45,6 +48,8 @@ pub struct Status {
 pub struct Running {
     pub port: u16,
     password: String,
+    /// The app login's password (`None` for a cluster that has none yet: a replica of one).
+    app_password: Option<String>,
     ca: PathBuf,
 }
 
@@ -54,9 +59,20 @@ impl Running {
         self.url_for(DATABASE)
     }
     pub fn url_for(&self, database: &str) -> String {
+        self.login_url(SUPERUSER, &self.password, database)
+    }
+
+    /// The URL user scopes use (`APP_DATABASE_URL`): the app login, which cannot bypass RLS.
+    pub fn app_url(&self) -> Option<String> {
+        self.app_url_for(DATABASE)
+    }
+    pub fn app_url_for(&self, database: &str) -> Option<String> {
+        Some(self.login_url(APP_LOGIN, self.app_password.as_deref()?, database))
+    }
+
+    fn login_url(&self, login: &str, password: &str, database: &str) -> String {
         format!(
-            "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
-            self.password,
+            "postgresql://{login}:{password}@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
             self.port,
             self.ca.display()
         )
@@ -111,6 +127,9 @@ impl Cluster {
         if !this.is_running(&bin, run_as)? {
             this.start(&bin, run_as)?;
         }
+        if !this.home.join("app-password").exists() {
+            this.create_app_login(&bin)?;
+        }
         let running = this.running()?;
         drop(lock);
         Ok(running)
@@ -134,7 +153,10 @@ impl Cluster {
         let run_as = run_as()?;
         let source = primary.running()?;
         fs::create_dir_all(&self.home).map_err(|e| self.io("create", &self.home, e))?;
-        for f in ["password", "ca.crt"] {
+        for f in ["password", "app-password", "ca.crt"] {
+            if f == "app-password" && !primary.home.join(f).exists() {
+                continue;
+            }
             fs::copy(primary.home.join(f), self.home.join(f)).map_err(|e| self.io("copy", &self.home.join(f), e))?;
         }
         let data = self.data();
@@ -179,7 +201,38 @@ impl Cluster {
     fn running(&self) -> Result<Running> {
         let password = fs::read_to_string(self.home.join("password"))
             .map_err(|e| self.io("read", &self.home.join("password"), e))?;
-        Ok(Running { port: self.read_port()?, password: password.trim().to_string(), ca: self.home.join("ca.crt") })
+        let app_password = fs::read_to_string(self.home.join("app-password")).ok().map(|p| p.trim().to_string());
+        Ok(Running {
+            port: self.read_port()?,
+            password: password.trim().to_string(),
+            app_password,
+            ca: self.home.join("ca.crt"),
+        })
+    }
+
+    /// Creates the app login with a new random password (through `psql`, the SQL on its standard
+    /// input so the password shows in no process list), then keeps the password in `app-password`.
+    fn create_app_login(&self, bin: &Path) -> Result<()> {
+        let running = self.running()?;
+        let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+        let sql = crate::schema::app_login_sql(APP_LOGIN, &password)?;
+        let mut child = Command::new(bin.join("psql"))
+            .current_dir("/")
+            .env("PGPASSWORD", &running.password)
+            .env("PGSSLMODE", "require")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", "postgres", "-p"])
+            .arg(running.port.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Local(format!("cannot run psql: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(sql.as_bytes()).map_err(|e| Error::Local(format!("cannot write to psql: {e}")))?;
+        }
+        let out = child.wait_with_output().map_err(|e| Error::Local(format!("psql failed: {e}")))?;
+        check(&out, "creating the app login")?;
+        write_private(&self.home.join("app-password"), password.as_bytes(), None)
     }
 
     fn read_port(&self) -> Result<u16> {

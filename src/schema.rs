@@ -63,6 +63,34 @@ grant usage, create on schema public to todo_owner;
 grant usage on schema public to todo_app;
 "#;
 
+/// The SQL that creates (or re-passwords) a login for user scopes: a member of `todo_app` and
+/// nothing else (not superuser, no BYPASSRLS, owns nothing), so code holding it cannot leave row-
+/// level security even by `RESET ROLE`. Cluster-wide; creates `todo_app` when `init` has not yet.
+/// `login` is a plain lower-case identifier. Holds the password: send it, never log it.
+pub(crate) fn app_login_sql(login: &str, password: &str) -> Result<String> {
+    let plain = login.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && login.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(Error::Config(format!("login name {login:?} must be a lower-case identifier ([a-z_][a-z0-9_]*)")));
+    }
+    let password = password.replace('\'', "''");
+    Ok(format!(
+        r#"do $$
+begin
+    if not exists (select 1 from pg_roles where rolname = 'todo_app') then
+        create role todo_app nologin nobypassrls;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = '{login}') then
+        create role {login} login;
+    end if;
+end
+$$;
+alter role {login} login nosuperuser nobypassrls nocreatedb nocreaterole inherit password '{password}';
+grant todo_app to {login};
+"#
+    ))
+}
+
 const LEDGER: &str = r#"
 create table if not exists todo_db_migrations (
     version     integer primary key,

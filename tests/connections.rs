@@ -174,7 +174,9 @@ async fn an_exhausted_pool_answers_busy_after_the_acquire_timeout() {
     let mut s = settings();
     s.pool.size = 1;
     s.pool.acquire_timeout = Duration::from_millis(200);
-    let t = TestDb::with_settings(s).await;
+    // One pool for admin work and user scopes (no app login), so holding one connection starves
+    // the other.
+    let t = TestDb::connect(s, false).await;
     let held = t.db.admin().connection().await.unwrap();
     let u = todo_db::model::UserId::new();
     let err = t.db.user(u).tasks().list(&TaskFilter::default()).await.unwrap_err();
@@ -248,7 +250,7 @@ async fn overflow_connections_close_again_when_idle() {
     s.pool.size = 1;
     s.pool.overflow = 3;
     s.pool.overflow_idle = Duration::from_millis(500);
-    let t = TestDb::with_settings(s).await;
+    let t = TestDb::connect(s, false).await;
     let u = t.user("burst@example.com").await;
     let scope = t.db.user(u);
     let slow = || scope.query("select pg_sleep(0.3)", &[]);

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
+use todo_db::db::Stmt;
 use todo_db::model::*;
 use todo_db::security::{self, events, posture, tokens, ClientInfo, EventFilter, EventKind, LockoutPolicy};
 use todo_db::Error;
@@ -128,10 +129,79 @@ async fn raw_sql_in_a_scope_sees_only_its_user_and_no_identity_sees_nothing() {
 }
 
 #[tokio::test]
+async fn on_the_app_login_a_scope_cannot_leave_rls_even_by_resetting_its_role() {
+    let t = TestDb::new().await;
+    let Some(login) = t.db.app_login().map(str::to_string) else {
+        eprintln!("no app login on this server (DATABASE_URL without one): nothing to check");
+        return;
+    };
+    let (a, b) = (t.user("la@example.com").await, t.user("lb@example.com").await);
+    t.db.user(a).tasks().create(&NewTask::new("a's").unwrap()).await.unwrap();
+    let sb = t.db.user(b);
+    let who = sb.query("select current_user::text, session_user::text", &[]).await.unwrap();
+    assert_eq!((who[0].get::<_, String>(0), who[0].get::<_, String>(1)), (login.clone(), login.clone()));
+    // RESET ROLE goes back to the login itself, which is bound by the same policies.
+    let rows =
+        sb.pipeline(&[Stmt::new("reset role", &[]), Stmt::new("select count(*) from tasks", &[])]).await.unwrap();
+    assert_eq!(rows[1][0].get::<_, i64>(0), 0, "B still sees none of A's rows");
+    for role in ["todo_owner", "postgres", todo_db::local::SUPERUSER] {
+        match sb.query(&format!("set role {role}"), &[]).await {
+            Err(Error::Database { code, .. }) => {
+                assert!(matches!(code.as_str(), "42501" | "22023" | "42704"), "set role {role}: {code}")
+            }
+            other => panic!("set role {role} from a user scope must fail: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_app_login_that_bypasses_rls_or_is_not_a_member_of_todo_app_is_refused_at_connect() {
+    let t = TestDb::new().await;
+    let direct = common::with_database(&common::server_url(), &t.name);
+    // The admin login itself (superuser or BYPASSRLS) as APP_DATABASE_URL.
+    let mut s = common::settings();
+    s.pool.statements = todo_db::config::StatementMode::Auto;
+    s.app_url = Some(todo_db::config::Secret::new(direct.clone()));
+    match todo_db::Db::connect_url(&direct, &s).await {
+        Err(Error::Config(m)) => {
+            assert!(m.contains("APP_DATABASE_URL") && m.contains("bypasses row-level security"), "{m}")
+        }
+        other => panic!("a bypassing app login must be refused: {:?}", other.map(|_| ())),
+    }
+    // A login that is not a member of todo_app.
+    let name = format!("outsider_{}", uuid::Uuid::now_v7().simple());
+    let password = uuid::Uuid::now_v7().simple().to_string();
+    t.db.admin().batch(&format!("create role {name} login password '{password}'")).await.unwrap();
+    let mut outsider = url::Url::parse(&direct).unwrap();
+    outsider.set_username(&name).unwrap();
+    outsider.set_password(Some(&password)).unwrap();
+    s.app_url = Some(todo_db::config::Secret::new(outsider.to_string()));
+    let result = todo_db::Db::connect_url(&direct, &s).await;
+    t.db.admin().batch(&format!("drop role {name}")).await.unwrap();
+    match result {
+        Err(Error::Config(m)) => assert!(m.contains("not a member of todo_app") && !m.contains(&password), "{m}"),
+        other => panic!("an app login outside todo_app must be refused: {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
 async fn identity_never_outlives_its_transaction_under_random_cancellation() {
     let mut s = common::settings();
     s.pool.size = 1;
-    let t = TestDb::with_settings(s).await;
+    // On the admin login, switching role per operation: the session is shared with admin work.
+    identity_is_contained(TestDb::connect(s.clone(), false).await, true).await;
+    // On the app login (the embedded default's), where there is one.
+    if common::app_url("postgres").is_some() {
+        let t = TestDb::connect(s, true).await;
+        assert!(t.db.app_login().is_some());
+        identity_is_contained(t, false).await;
+    }
+}
+
+/// 10 000 interleaved operations of two users on a pool of one connection, each under a random
+/// 0-5 ms timeout: every completed one sees exactly its user's row, no connection is left inside
+/// a transaction, and (when admin work shares the session) no identity is left on it.
+async fn identity_is_contained(t: TestDb, shared_with_admin: bool) {
     let (a, b) = (t.user("ia@example.com").await, t.user("ib@example.com").await);
     for (u, title) in [(a, "only a"), (b, "only b")] {
         t.db.user(u).tasks().create(&NewTask::new(title).unwrap()).await.unwrap();
@@ -174,6 +244,9 @@ async fn identity_never_outlives_its_transaction_under_random_cancellation() {
         }
     }
     assert!(completed > 1000 && cancelled > 20, "both paths exercised: {completed} completed, {cancelled} cancelled");
+    if !shared_with_admin {
+        return;
+    }
     let settings =
         t.db.admin().query("select current_setting('app.user_id', true), current_user::text", &[]).await.unwrap();
     let leftover: Option<String> = settings[0].get(0);

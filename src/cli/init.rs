@@ -9,7 +9,7 @@ use todo_db::db::Target;
 use todo_db::schema::{self, quote_ident};
 use todo_db::{Error, Settings};
 
-use super::{admin_url, confirm, connect_admin, verify::print_report, Confirm, Output};
+use super::{admin_url, confirm, connect_admin, connect_checked, verify::print_report, Confirm, Output};
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -31,7 +31,11 @@ impl InitArgs {
             schema::migrate(&mut conn).await?
         };
         let demo = if self.demo { todo_db::seed::load_demo(&db).await? } else { Vec::new() };
-        let report = todo_db::verify::verify(&db).await?;
+        // Verified with the app login's pool too (it exists once the roles do), so the posture
+        // check covers the login user scopes run as.
+        let checked = connect_checked(settings).await?;
+        let report = todo_db::verify::verify(&checked).await?;
+        checked.close();
         if self.output.json {
             let out = serde_json::json!({
                 "database": target.to_string(),

@@ -210,12 +210,30 @@ pub fn require_direct(settings: &Settings, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A small pool on the admin login. It opens no app login pool: admin work (`init` creating the
+/// roles that login needs, above all) must not depend on it.
 pub async fn connect_admin(settings: &Settings) -> anyhow::Result<Db> {
     let url = admin_url(settings).await?;
     let mut s = settings.clone();
     s.pool.size = 2;
     s.pool.overflow = 0;
+    s.app_url = None;
     Db::connect_url(&url, &s).await.context("connecting for admin work")
+}
+
+/// As [`connect_admin`], and with the app login's pool (`APP_DATABASE_URL`, or the embedded
+/// default's own login) when there is one, so that `verify` and `security check` check it too: a
+/// login that cannot connect, bypasses RLS or is not a member of `todo_app` is an error here.
+pub async fn connect_checked(settings: &Settings) -> anyhow::Result<Db> {
+    let url = admin_url(settings).await?;
+    let mut s = settings.clone();
+    s.pool.size = 2;
+    s.pool.overflow = 0;
+    if s.app_url.is_none() && s.database_url.is_none() && s.direct_url.is_none() {
+        let running = todo_db::local::Cluster::new(settings.home_dir()).ensure_running().await?;
+        s.app_url = running.app_url().map(todo_db::config::Secret::new);
+    }
+    Db::connect_url(&url, &s).await.context("connecting as the admin and app logins")
 }
 
 /// Asks on a terminal; elsewhere requires --yes.

@@ -8,7 +8,7 @@ use todo_db::model::{parse_time, UserId};
 use todo_db::security::{events, posture, tokens, EventFilter, EventKind};
 use todo_db::Settings;
 
-use super::{connect_admin, Output};
+use super::{connect_admin, connect_checked, Output};
 
 #[derive(Args)]
 pub struct SecurityArgs {
@@ -53,7 +53,10 @@ struct PurgeArgs {
 
 impl SecurityArgs {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
-        let db = connect_admin(settings).await?;
+        let db = match self.command {
+            SecurityCommand::Check(_) => connect_checked(settings).await?,
+            _ => connect_admin(settings).await?,
+        };
         match self.command {
             SecurityCommand::Check(out) => {
                 let findings = posture::check(&db).await?;

@@ -7,7 +7,7 @@ use comfy_table::Table;
 use todo_db::verify::{Report, State};
 use todo_db::Settings;
 
-use super::{connect_admin, Output};
+use super::{connect_checked, Output};
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -17,7 +17,7 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
-        let db = connect_admin(settings).await?;
+        let db = connect_checked(settings).await?;
         let report = todo_db::verify::verify(&db).await?;
         if self.output.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -36,6 +36,8 @@ struct Inner {
     reaper: tokio::task::JoinHandle<()>,
     /// The read replica (`DATABASE_READ_URL`) for reporting reads, if configured.
     replica: Option<Db>,
+    /// The app login's pool (`APP_DATABASE_URL`) that user scopes use, if configured.
+    app: Option<Db>,
     /// Until when the replica counts as down (reporting reads go to the primary meanwhile).
     replica_down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -61,7 +63,16 @@ impl Db {
     pub async fn connect(settings: &Settings) -> Result<Db> {
         let url = match &settings.database_url {
             Some(url) => url.expose().clone(),
-            None => crate::local::Cluster::new(settings.home_dir()).ensure_running().await?.url(),
+            None => {
+                let running = crate::local::Cluster::new(settings.home_dir()).ensure_running().await?;
+                if settings.app_url.is_none() {
+                    if let Some(app) = running.app_url() {
+                        let settings = Settings { app_url: Some(crate::config::Secret::new(app)), ..settings.clone() };
+                        return Self::connect_url(&running.url(), &settings).await;
+                    }
+                }
+                running.url()
+            }
         };
         Self::connect_url(&url, settings).await
     }
@@ -77,17 +88,66 @@ impl Db {
                 rs.connect_retry = Duration::ZERO;
                 rs.connect_timeout = rs.connect_timeout.min(Duration::from_secs(3));
                 let t = Target::parse(read.expose(), &rs, settings.allow_insecure)?;
-                Some(Self::from_target(t, rs, None)?)
+                Some(Self::from_target(t, rs, scope::Login::Admin, None, None)?)
             }
             None => None,
         };
-        let db = Self::from_target(target, settings.pool.clone(), replica)?;
+        let named = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("APP_DATABASE_URL: {m}")),
+            other => other,
+        };
+        let app = match &settings.app_url {
+            Some(app) => {
+                let t = Target::parse(app.expose(), &settings.pool, settings.allow_insecure).map_err(named)?;
+                Some(Self::from_target(t, settings.pool.clone(), scope::Login::App, None, None)?)
+            }
+            None => None,
+        };
+        let db = Self::from_target(target, settings.pool.clone(), scope::Login::Admin, replica, app)?;
         drop(db.acquire().await?);
+        if let Some(app) = &db.inner.app {
+            app.check_app_login().await.map_err(named)?;
+        }
         tracing::debug!(target = %db.inner.target, "connected");
         Ok(db)
     }
 
-    fn from_target(target: Target, mut settings: PoolSettings, replica: Option<Db>) -> Result<Db> {
+    /// Checks the app login before use: a login that can bypass RLS (superuser or BYPASSRLS)
+    /// would make every user scope see every user's rows, so it is refused.
+    async fn check_app_login(&self) -> Result<()> {
+        let conn = self.acquire().await?;
+        let row = conn
+            .query_one(
+                "select r.rolname::text, r.rolsuper or r.rolbypassrls, \
+                        exists (select 1 from pg_roles a where a.rolname = 'todo_app' and pg_has_role(r.oid, a.oid, 'usage')) \
+                 from pg_roles r where r.rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let (login, bypasses, member): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if bypasses {
+            return Err(Error::Config(format!(
+                "APP_DATABASE_URL logs in as {login:?}, which bypasses row-level security (superuser or BYPASSRLS): \
+                 user scopes would see every user's rows; use a login that is only a member of todo_app"
+            )));
+        }
+        if !member {
+            return Err(Error::Config(format!(
+                "APP_DATABASE_URL logs in as {login:?}, which is not a member of todo_app (run `todo-db init`, then \
+                 `grant todo_app to {login}`)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn from_target(
+        target: Target,
+        mut settings: PoolSettings,
+        login: scope::Login,
+        replica: Option<Db>,
+        app: Option<Db>,
+    ) -> Result<Db> {
         settings.statements = settings.statements.resolve(&target.host);
         let manager = pool::Manager { target: target.clone(), settings: settings.clone() };
         let pool = pool::Pool::builder(manager)
@@ -108,10 +168,11 @@ impl Db {
             inner: Arc::new(Inner {
                 pool,
                 target,
-                identity: scope::Identity::new(&settings),
+                identity: scope::Identity::new(&settings, login),
                 settings,
                 reaper,
                 replica,
+                app,
                 replica_down_until: Default::default(),
             }),
         })
@@ -119,6 +180,17 @@ impl Db {
 
     fn identity(&self) -> &scope::Identity {
         &self.inner.identity
+    }
+
+    /// Where user scopes run: the app login's pool when one is configured, else this one (with a
+    /// switch to `todo_app` in each operation's identity statement).
+    fn scoped(&self) -> &Db {
+        self.inner.app.as_ref().unwrap_or(self)
+    }
+
+    /// The login user scopes run as, when it is not the admin login (`APP_DATABASE_URL`).
+    pub fn app_login(&self) -> Option<&str> {
+        self.inner.app.as_ref().map(|app| app.inner.target.user.as_str())
     }
 
     /// Work for one user: every statement runs under RLS as that user, in one transaction.
@@ -176,14 +248,26 @@ impl Db {
         self.inner.settings.statements == crate::config::StatementMode::Unnamed
     }
 
+    /// Occupancy of the pool, and of the app login's pool when there is one (added together).
     pub fn pool_status(&self) -> PoolStatus {
         let s = self.inner.pool.status();
-        PoolStatus { max_size: s.max_size, open: s.size, idle: s.available, waiting: s.waiting }
+        let mut status = PoolStatus { max_size: s.max_size, open: s.size, idle: s.available, waiting: s.waiting };
+        if let Some(app) = &self.inner.app {
+            let a = app.pool_status();
+            status.max_size += a.max_size;
+            status.open += a.open;
+            status.idle += a.idle;
+            status.waiting += a.waiting;
+        }
+        status
     }
 
-    /// Closes every pooled connection; later calls fail.
+    /// Closes every pooled connection (the app login's and the replica's too); later calls fail.
     pub fn close(&self) {
         self.inner.pool.close();
+        for other in [&self.inner.app, &self.inner.replica].into_iter().flatten() {
+            other.close();
+        }
     }
 
     pub(crate) async fn acquire(&self) -> Result<Conn> {

@@ -31,20 +31,31 @@ use super::Db;
 use crate::error::{Error, Result};
 use crate::model::UserId;
 
-/// The statements that set the identity for the current transaction only (a session-level SET
+/// Which login a pool holds, and so what a user scope's identity statement must do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Login {
+    /// The admin login (it bypasses RLS): each operation switches to `todo_app` first.
+    Admin,
+    /// The app login (`APP_DATABASE_URL`), a member of `todo_app` only: already under RLS.
+    App,
+}
+
+/// The statement that sets the identity for the current transaction only (a session-level SET
 /// would leak to the next user of a pooled connection, and through PgBouncer in transaction mode):
-/// the app role, the user, and the pool's statement and lock timeouts (written into the SQL, so
-/// the statement is the same for every operation of a pool); and, when the scope has them, the
-/// request id and reason that every audit entry records. Built once per pool.
+/// the app role (on the admin login), the user, and the pool's statement and lock timeouts
+/// (written into the SQL, so the statement is the same for every operation of a pool); and, when
+/// the scope has them, the request id and reason that every audit entry records. Built once per
+/// pool.
 pub(super) struct Identity {
     plain: String,
     with_context: String,
 }
 
 impl Identity {
-    pub(super) fn new(settings: &crate::config::PoolSettings) -> Self {
+    pub(super) fn new(settings: &crate::config::PoolSettings, login: Login) -> Self {
+        let role = if login == Login::Admin { "set_config('role', 'todo_app', true), " } else { "" };
         let plain = format!(
-            "select set_config('role', 'todo_app', true), set_config('app.user_id', $1::uuid::text, true), \
+            "select {role}set_config('app.user_id', $1::uuid::text, true), \
              set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true)",
             settings.statement_timeout.as_millis(),
             settings.lock_timeout.as_millis()
@@ -99,14 +110,15 @@ impl UserScope {
 
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
-        let identity = self.db.identity();
+        let db = self.db.scoped();
+        let identity = db.identity();
         let params: [&(dyn ToSql + Sync); 3] = [&self.user.0, &self.request_id, &self.reason];
         let identity = if self.request_id.is_empty() && self.reason.is_empty() {
             Stmt::new(&identity.plain, &params[..1])
         } else {
             Stmt::new(&identity.with_context, &params)
         };
-        pipelined(&self.db, Some(&identity), stmts).await
+        pipelined(db, Some(&identity), stmts).await
     }
 
     /// One statement in its own transaction, as this user.

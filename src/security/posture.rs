@@ -31,55 +31,24 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     let conn = db.admin().connection().await?;
     let pg = |e| db.map_err(e);
     let mut out = Vec::new();
-    let role = format!("role {app_role}");
-
-    match conn
-        .query_opt("select rolsuper, rolbypassrls, oid from pg_roles where rolname = $1", &[&app_role])
-        .await
-        .map_err(pg)?
-    {
-        None => out.push(finding(&role, "exists", false, "missing: run `todo-db init`")),
-        Some(r) => {
-            let (sup, bypass): (bool, bool) = (r.get(0), r.get(1));
-            out.push(finding(
-                &role,
-                "not superuser",
-                !sup,
-                if sup { format!("is superuser: alter role {app_role} nosuperuser") } else { "not superuser".into() },
-            ));
-            out.push(finding(
-                &role,
-                "no BYPASSRLS",
-                !bypass,
-                if bypass {
-                    format!("has BYPASSRLS: alter role {app_role} nobypassrls")
-                } else {
-                    "no BYPASSRLS".into()
-                },
-            ));
-            let owned: Vec<String> = conn
-                .query(
-                    "select c.relname::text from pg_class c where c.relowner = $1 \
-                     union all select p.proname::text from pg_proc p where p.proowner = $1 \
-                     union all select t.typname::text from pg_type t where t.typowner = $1 and t.typrelid = 0",
-                    &[&r.get::<_, u32>(2)],
-                )
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            out.push(finding(
-                &role,
-                "owns nothing",
-                owned.is_empty(),
-                if owned.is_empty() {
-                    "owns no object".to_string()
-                } else {
-                    format!("owns {}: alter ... owner to todo_owner", owned.join(", "))
-                },
-            ));
-        }
+    out.extend(role_findings(&conn, app_role).await.map_err(pg)?);
+    if let Some(login) = db.app_login() {
+        // The login user scopes run as (APP_DATABASE_URL): bound by RLS like the app role.
+        out.extend(role_findings(&conn, login).await.map_err(pg)?);
+        let member: bool = conn
+            .query_one(
+                "select exists (select 1 from pg_roles a where a.rolname = $2 and pg_has_role($1, a.oid, 'usage'))",
+                &[&login, &app_role],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        out.push(finding(
+            format!("role {login}"),
+            "member of the app role",
+            member,
+            if member { format!("member of {app_role}") } else { format!("not a member: grant {app_role} to {login}") },
+        ));
     }
 
     let tables = conn
@@ -208,5 +177,59 @@ pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
             format!("cannot SET ROLE to todo_owner and {app_role}: grant todo_owner, {app_role} to {name}")
         },
     ));
+    Ok(out)
+}
+
+/// A role that works under RLS must not be superuser, have BYPASSRLS, or own anything.
+async fn role_findings(
+    conn: &tokio_postgres::Client,
+    app_role: &str,
+) -> std::result::Result<Vec<Finding>, tokio_postgres::Error> {
+    let mut out = Vec::new();
+    let role = format!("role {app_role}");
+    match conn.query_opt("select rolsuper, rolbypassrls, oid from pg_roles where rolname = $1", &[&app_role]).await? {
+        None => out.push(finding(&role, "exists", false, "missing: run `todo-db init`")),
+        Some(r) => {
+            let (sup, bypass): (bool, bool) = (r.get(0), r.get(1));
+            out.push(finding(
+                &role,
+                "not superuser",
+                !sup,
+                if sup { format!("is superuser: alter role {app_role} nosuperuser") } else { "not superuser".into() },
+            ));
+            out.push(finding(
+                &role,
+                "no BYPASSRLS",
+                !bypass,
+                if bypass {
+                    format!("has BYPASSRLS: alter role {app_role} nobypassrls")
+                } else {
+                    "no BYPASSRLS".into()
+                },
+            ));
+            let owned: Vec<String> = conn
+                .query(
+                    "select c.relname::text from pg_class c where c.relowner = $1 \
+                     union all select p.proname::text from pg_proc p where p.proowner = $1 \
+                     union all select t.typname::text from pg_type t where t.typowner = $1 and t.typrelid = 0",
+                    &[&r.get::<_, u32>(2)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            out.push(finding(
+                &role,
+                "owns nothing",
+                owned.is_empty(),
+                if owned.is_empty() {
+                    "owns no object".to_string()
+                } else {
+                    format!("owns {}: alter ... owner to todo_owner", owned.join(", "))
+                },
+            ));
+        }
+    }
+
     Ok(out)
 }

@@ -13,18 +13,34 @@ use todo_db::{Db, Settings};
 
 /// URL of the test server's maintenance database (`postgres`).
 pub fn server_url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => with_database(&url, "postgres"),
-        None => {
+    match embedded() {
+        Some(running) => running.url_for("postgres"),
+        None => with_database(&std::env::var("DATABASE_URL").expect("DATABASE_URL"), "postgres"),
+    }
+}
+
+/// The embedded test cluster, when DATABASE_URL does not name a server.
+fn embedded() -> Option<&'static todo_db::local::Running> {
+    static RUNNING: OnceLock<Option<todo_db::local::Running>> = OnceLock::new();
+    RUNNING
+        .get_or_init(|| {
+            if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+                return None;
+            }
             let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db");
-            todo_db::local::Cluster::new(home)
-                .ensure_running_blocking()
-                .expect("embedded test cluster")
-                .url_for("postgres")
-        }
-    })
-    .clone()
+            Some(todo_db::local::Cluster::new(home).ensure_running_blocking().expect("embedded test cluster"))
+        })
+        .as_ref()
+}
+
+/// The app login's URL for database `db` (APP_DATABASE_URL): the embedded cluster's own login.
+/// `None` against DATABASE_URL, and through the harness's PgBouncer: there user scopes switch role
+/// on the admin login, which those runs test.
+pub fn app_url(db: &str) -> Option<String> {
+    if through_pgbouncer() {
+        return None;
+    }
+    embedded()?.app_url_for(db)
 }
 
 pub fn with_database(url: &str, db: &str) -> String {
@@ -125,12 +141,22 @@ impl TestDb {
     }
 
     pub async fn with_settings(s: Settings) -> TestDb {
+        Self::connect(s, true).await
+    }
+
+    /// A fresh database; with `app_login` false, its user scopes switch role on the admin login
+    /// (no APP_DATABASE_URL) whatever the server.
+    pub async fn connect(s: Settings, app_login: bool) -> TestDb {
         let client = maintenance().await;
         let template = ensure_template(&client).await;
         let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
         // The same copy a local branch makes (`todo-db branch create`).
         todo_db::branch::local::copy_database(&client, &template, &name).await.unwrap();
         let url = client_url(&with_database(&server_url(), &name));
+        let mut s = s;
+        if app_login && s.app_url.is_none() {
+            s.app_url = app_url(&name).map(todo_db::config::Secret::new);
+        }
         let db = Db::connect_url(&url, &s).await.unwrap();
         TestDb { db, name, url }
     }
