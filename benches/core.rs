@@ -47,9 +47,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Exactly what todo-db sends: the identity and the statement before one Sync (no BEGIN/COMMIT).
-    let identity = "select set_config('role', 'todo_app', true), set_config('app.user_id', id::text, true), \
-                    set_config('statement_timeout', '30000ms', true), set_config('lock_timeout', '10000ms', true) \
-                    from bench_users where n = :n;";
+    // On the app login when there is one (the embedded default's), as todo-db's user scopes are.
+    let identity = identity_sql(db.app_login().is_some(), "id", "bench_users where n = :n");
+    let scoped_url = app_url("todo_bench").await?.unwrap_or_else(|| url.clone());
     let list_sql = format!(
         "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
     );
@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
         returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];";
     let pipelined =
-        |sql: &str| format!("\\set n random(1, {users})\n\\startpipeline\n{identity}\n{sql}\n\\endpipeline\n");
+        |sql: &str| format!("\\set n random(1, {users})\n\\startpipeline\n{identity}{sql}\n\\endpipeline\n");
     let bare_list = format!(
         "\\set n random(1, {users})\nselect {TASK_COLUMNS} from tasks t where t.user_id = (select id from bench_users where n = :n) \
          and t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
@@ -66,14 +66,14 @@ async fn main() -> anyhow::Result<()> {
     // would make later listings cheaper). A short warm-up loads the cache for everyone.
     let _warm = run_todo_db(&db, &ids, clients, 1, list_open).await;
     let list = run_todo_db(&db, &ids, clients, seconds, list_open).await;
-    let pg_list = pgbench(&url, &pipelined(&list_sql), clients, seconds)?;
+    let pg_list = pgbench(&scoped_url, &pipelined(&list_sql), clients, seconds)?;
     let pg_bare = pgbench(&url, &bare_list, clients, seconds)?;
     let create = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
         scope.tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ())
     })
     .await;
 
-    let pg_create = pgbench(&url, &pipelined(create_sql), clients, seconds)?;
+    let pg_create = pgbench(&scoped_url, &pipelined(create_sql), clients, seconds)?;
 
     println!();
     println!("{:<44} {:>10} {:>10} {:>7}", "operation", "todo-db/s", "pgbench/s", "ratio");

@@ -99,7 +99,10 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let (same, plain) = scripts(data.users.len(), data.tasks.len());
+    // The same statements run as the login todo-db's user scopes use (the embedded default's app
+    // login, when there is one); the plain ones as the admin login (no RLS).
+    let (same, plain) = scripts(data.users.len(), data.tasks.len(), db.app_login().is_some());
+    let scoped_url = app_url("todo_bench_mix").await?.unwrap_or_else(|| url.clone());
     let w = || OPS.iter().map(|(_, w)| *w);
     let same: Vec<(&str, String, u32)> =
         OPS.iter().map(|(n, _)| *n).zip(same).zip(w()).map(|((n, s), w)| (n, s, w)).collect();
@@ -117,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     for &clients in &concurrency {
         let ours = run_mix(&db, &data, clients, seconds).await;
         let pg_plain = pgbench_mix(&url, &plain, clients, seconds)?;
-        let pg_same = pgbench_mix(&url, &same, clients, seconds)?;
+        let pg_same = pgbench_mix(&scoped_url, &same, clients, seconds)?;
         print_row(clients, "todo-db", ours.0, ours.1);
         print_row(clients, "pgbench plain", pg_plain.tps, pg_plain.latencies);
         print_row(clients, "pgbench same", pg_same.tps, pg_same.latencies);
@@ -269,15 +272,10 @@ async fn run_mix(db: &Db, data: &Arc<Data>, clients: u64, seconds: u64) -> (f64,
 
 /// pgbench scripts per operation: (same statements, plain), in [`OPS`] order. They mirror the
 /// statements of todo-db's store (tasks.rs), the scope's identity (scope.rs) and views.rs.
-fn scripts(users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
+fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<String>) {
     let by_user = format!("\\set n random(1, {users})\n");
     let by_task = format!("\\set m random(1, {tasks})\n\\set k random(1, {})\n", TAGS.len());
-    let identity = |from: &str, id: &str| {
-        format!(
-            "select set_config('role', 'todo_app', true), set_config('app.user_id', {id}::text, true), \
-             set_config('statement_timeout', '30000ms', true), set_config('lock_timeout', '10000ms', true) from {from};\n"
-        )
-    };
+    let identity = |from: &str, id: &str| identity_sql(app_login, id, from);
     let user_identity = identity("bench_users where n = :n", "id");
     let task_identity = identity("bench_tasks where n = :m", "user_id");
     // No BEGIN / COMMIT: like todo-db, the statements before the one Sync run as one implicit

@@ -47,9 +47,32 @@ pub async fn fresh_database(server: &str, name: &str, size: usize) -> anyhow::Re
     let mut settings = Settings::default();
     settings.pool.size = size;
     settings.pool.overflow = 0;
+    settings.app_url = app_url(name).await?.map(todo_db::config::Secret::new);
     let db = Db::connect_url(&url, &settings).await?;
     todo_db::schema::migrate(&mut *db.admin().connection().await?).await?;
     Ok((url, db))
+}
+
+/// The URL user scopes log in with on database `name`: the embedded default's app login. `None`
+/// against DATABASE_URL, and with BENCH_APP_LOGIN=0: user scopes then switch role on the admin
+/// login.
+pub async fn app_url(name: &str) -> anyhow::Result<Option<String>> {
+    if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty())
+        || std::env::var("BENCH_APP_LOGIN").is_ok_and(|v| v == "0")
+    {
+        return Ok(None);
+    }
+    Ok(todo_db::local::Cluster::new(".todo-db").ensure_running().await?.app_url_for(name))
+}
+
+/// The identity statement a user scope sends (db/scope.rs), for pgbench scripts: the user is
+/// column `id` of `from`. On the app login there is no role switch.
+pub fn identity_sql(app_login: bool, id: &str, from: &str) -> String {
+    let role = if app_login { "" } else { "set_config('role', 'todo_app', true), " };
+    format!(
+        "select {role}set_config('app.user_id', {id}::text, true), set_config('statement_timeout', '30000ms', true), \
+         set_config('lock_timeout', '10000ms', true) from {from};\n"
+    )
 }
 
 /// Drops database `name` unless BENCH_KEEP is set.
