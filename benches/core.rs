@@ -96,22 +96,26 @@ async fn main() -> anyhow::Result<()> {
     // rounds so that drift on a shared machine hits both sides alike.
     let rounds = knob("BENCH_RLS_ROUNDS", 4, 1);
     let slice = seconds.div_ceil(2).max(1);
-    let (mut list, mut create) = (Alternated::default(), Alternated::default());
-    for _ in 0..rounds {
-        let rls = run_raw(&db, &ids, clients, slice, false, true).await;
-        list.push(rls, run_raw(&db, &ids, clients, slice, false, false).await);
-    }
-    for _ in 0..rounds {
-        let rls = run_raw(&db, &ids, clients, slice, true, true).await;
-        create.push(rls, run_raw(&db, &ids, clients, slice, true, false).await);
+    // Two references: the same operation as the admin login with the scope's timeouts set the
+    // same way (what a user operation without RLS would still send), and the bare statement.
+    let mut compared: [[Alternated; 2]; 2] = Default::default();
+    for (op, pair) in compared.iter_mut().enumerate() {
+        let create = op == 1;
+        for _ in 0..rounds {
+            let rls = run_raw(&db, &ids, clients, slice, create, Side::Rls).await;
+            pair[0].push(rls, run_raw(&db, &ids, clients, slice, create, Side::Timeouts).await);
+            pair[1].push(rls, run_raw(&db, &ids, clients, slice, create, Side::Bare).await);
+        }
     }
     println!();
     println!(
         "{:<44} {:>10} {:>10} {:>7} {:>18}",
         "RLS overhead (same pipeline, alternated)", "RLS/s", "no RLS/s", "ratio", "rounds: median"
     );
-    list.print("list 20 open tasks");
-    create.print("create a task");
+    for (op, [timeouts, bare]) in ["list 20 open tasks", "create a task"].iter().zip(&compared) {
+        timeouts.print(&format!("{op}, vs timeouts + statement"));
+        bare.print(&format!("{op}, vs bare statement"));
+    }
     // Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
     // `clients` connections, alternated in rounds.
     let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = db
@@ -190,7 +194,23 @@ async fn main() -> anyhow::Result<()> {
 /// once in a user scope (the identity statement first, row-level security on: the list has no
 /// `user_id` filter of its own) and once as the owner login with an explicit `user_id` filter (no
 /// identity, no RLS). Both are one round trip; the difference is the cost of RLS.
-async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create: bool, rls: bool) -> f64 {
+/// What [`run_raw`] sends besides the operation's statement.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// A user scope: its identity statement, RLS on, no `user_id` filter in the list.
+    Rls,
+    /// The admin login: the scope's timeouts (`set_config`, transaction-local), explicit filter.
+    Timeouts,
+    /// The admin login: the statement alone, explicit filter.
+    Bare,
+}
+
+async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create: bool, side: Side) -> f64 {
+    let timeouts = format!(
+        "select set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true)",
+        db.pool_settings().statement_timeout.as_millis(),
+        db.pool_settings().lock_timeout.as_millis()
+    );
     const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
         t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
@@ -199,26 +219,25 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
         completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
     let list_rls = LIST.replace("t.user_id = $1 and t.completed = $2", "t.completed = $1").replace("$3", "$2");
-    let (db, ids, list_rls) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(list_rls));
+    let (db, ids, list_rls, timeouts) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(list_rls), Arc::new(timeouts));
     closed_loop(clients, seconds, move || {
-        let (db, ids, list_rls) = (db.clone(), ids.clone(), list_rls.clone());
+        let (db, ids, list_rls, timeouts) = (db.clone(), ids.clone(), list_rls.clone(), timeouts.clone());
         async move {
             let user = ids[rand::thread_rng().gen_range(0..ids.len())];
             let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
             let (limit, open) = (21i64, false);
-            let result = match (create, rls) {
-                (true, _) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                        [&id, &user, &"benchmark task", &"", &"medium", &none];
-                    let stmt = [Stmt::new(CREATE, &params)];
-                    if rls {
-                        db.user(UserId(user)).pipeline(&stmt).await
-                    } else {
-                        db.admin().pipeline(&stmt).await
-                    }
-                }
-                (false, true) => db.user(UserId(user)).pipeline(&[Stmt::new(&list_rls, &[&open, &limit])]).await,
-                (false, false) => db.admin().pipeline(&[Stmt::new(LIST, &[&user, &open, &limit])]).await,
+            let create_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                [&id, &user, &"benchmark task", &"", &"medium", &none];
+            let list_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &open, &limit];
+            let statement = match (create, side) {
+                (true, _) => Stmt::new(CREATE, &create_params),
+                (false, Side::Rls) => Stmt::new(&list_rls, &list_params[1..]),
+                (false, _) => Stmt::new(LIST, &list_params),
+            };
+            let result = match side {
+                Side::Rls => db.user(UserId(user)).pipeline(&[statement]).await,
+                Side::Timeouts => db.admin().pipeline(&[Stmt::new(&timeouts, &[]), statement]).await,
+                Side::Bare => db.admin().pipeline(&[statement]).await,
             };
             result.expect("operation succeeds");
         }
