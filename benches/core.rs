@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench core` (DATABASE_URL, or the embedded default). Knobs: BENCH_USERS (2000),
 //! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8), BENCH_RLS_ROUNDS
-//! (4); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
+//! (4); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database; BENCH_APP_LOGIN=0 runs user
+//! scopes on the admin login (a role switch per operation) instead of the embedded default's app login.
 
 mod support;
 
