@@ -216,8 +216,7 @@ impl Cluster {
         let running = self.running()?;
         let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
         let sql = crate::schema::app_login_sql(APP_LOGIN, &password)?;
-        let mut child = Command::new(bin.join("psql"))
-            .current_dir("/")
+        let mut child = command(bin, "psql", None)
             .env("PGPASSWORD", &running.password)
             .env("PGSSLMODE", "require")
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", "postgres", "-p"])
