@@ -64,14 +64,10 @@ impl Db {
         let url = match &settings.database_url {
             Some(url) => url.expose().clone(),
             None => {
+                // The embedded default's own app login, unless APP_DATABASE_URL names another.
                 let running = crate::local::Cluster::new(settings.home_dir()).ensure_running().await?;
-                if settings.app_url.is_none() {
-                    if let Some(app) = running.app_url() {
-                        let settings = Settings { app_url: Some(crate::config::Secret::new(app)), ..settings.clone() };
-                        return Self::connect_url(&running.url(), &settings).await;
-                    }
-                }
-                running.url()
+                let app_url = settings.app_url.clone().or_else(|| running.app_url().map(crate::config::Secret::new));
+                return Self::connect_url(&running.url(), &Settings { app_url, ..settings.clone() }).await;
             }
         };
         Self::connect_url(&url, settings).await
@@ -116,8 +112,9 @@ impl Db {
     /// would make every user scope see every user's rows, so it is refused.
     async fn check_app_login(&self) -> Result<()> {
         let conn = self.acquire().await?;
-        let row = conn
-            .query_one(
+        // An unnamed statement, so that this works through a transaction-mode pooler too.
+        let rows = conn
+            .query_typed(
                 "select r.rolname::text, r.rolsuper or r.rolbypassrls, \
                         exists (select 1 from pg_roles a where a.rolname = 'todo_app' and pg_has_role(r.oid, a.oid, 'usage')) \
                  from pg_roles r where r.rolname = current_user",
@@ -125,6 +122,9 @@ impl Db {
             )
             .await
             .map_err(|e| self.map_err(e))?;
+        let Some(row) = rows.first() else {
+            return Err(Error::Config("the login's role is not in pg_roles".into()));
+        };
         let (login, bypasses, member): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
         if bypasses {
             return Err(Error::Config(format!(
