@@ -3,8 +3,9 @@
 //!
 //! `cargo bench --bench core` (DATABASE_URL, or the embedded default). Knobs: BENCH_USERS (2000),
 //! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8), BENCH_RLS_ROUNDS
-//! (4); BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database; BENCH_APP_LOGIN=0 runs user
-//! scopes on the admin login (a role switch per operation) instead of the embedded default's app login.
+//! (4); BENCH_ONLY (the parts to run, of `ops,rls,audit,views`; all when unset); BENCH_QUICK=1 for
+//! a smoke run; BENCH_KEEP=1 keeps the database; BENCH_APP_LOGIN=0 runs user scopes on the admin
+//! login (a role switch per operation) instead of the embedded default's app login.
 
 mod support;
 
@@ -47,10 +48,35 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    if part("ops") {
+        operations(&db, &url, &ids, users, clients, seconds).await?;
+    }
+    if part("rls") {
+        rls_overhead(&db, &ids, clients, seconds).await;
+    }
+    if part("audit") {
+        audit_overhead(&db, &ids, clients, seconds).await?;
+    }
+    if part("views") {
+        view_latencies(&db, &ids).await?;
+    }
+    drop_database(&server, "todo_bench").await;
+    Ok(())
+}
+
+/// todo-db's list and create next to pgbench sending the same statements, and the bare list.
+async fn operations(
+    db: &Db,
+    url: &str,
+    ids: &[uuid::Uuid],
+    users: u64,
+    clients: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
     // Exactly what todo-db sends: the identity and the statement before one Sync (no BEGIN/COMMIT).
     // On the app login when there is one (the embedded default's), as todo-db's user scopes are.
     let identity = identity_sql(db.app_login().is_some(), "id", "bench_users where n = :n");
-    let scoped_url = app_url("todo_bench").await?.unwrap_or_else(|| url.clone());
+    let scoped_url = app_url("todo_bench").await?.unwrap_or_else(|| url.to_string());
     let list_sql = format!(
         "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
     );
@@ -93,10 +119,18 @@ async fn main() -> anyhow::Result<()> {
         pg_bare,
         list / pg_bare
     );
-    // RLS overhead: the same operations with and without identity and RLS, alternated in short
-    // rounds so that drift on a shared machine hits both sides alike.
-    let rounds = knob("BENCH_RLS_ROUNDS", 4, 1);
-    let slice = seconds.div_ceil(2).max(1);
+    Ok(())
+}
+
+/// Rounds and their length for the alternated comparisons: short rounds, so that drift on a
+/// shared machine hits both sides alike.
+fn rounds(seconds: u64) -> (u64, u64) {
+    (knob("BENCH_RLS_ROUNDS", 4, 1), seconds.div_ceil(2).max(1))
+}
+
+/// RLS overhead: the same operations with and without identity and RLS, alternated.
+async fn rls_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64) {
+    let (rounds, slice) = rounds(seconds);
     // Two references: the same operation as the admin login with the scope's timeouts set the
     // same way (what a user operation without RLS would still send), and the bare statement.
     let mut compared: [[Alternated; 2]; 2] = Default::default();
@@ -117,8 +151,12 @@ async fn main() -> anyhow::Result<()> {
         timeouts.print(&format!("{op}, vs timeouts + statement"));
         bare.print(&format!("{op}, vs bare statement"));
     }
-    // Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
-    // `clients` connections, alternated in rounds.
+}
+
+/// Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
+/// `clients` connections, alternated in rounds.
+async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64) -> anyhow::Result<()> {
+    let (rounds, slice) = rounds(seconds);
     let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = db
         .admin()
         .query("select user_id, id from tasks tablesample system (10) limit 20000", &[])
@@ -151,8 +189,12 @@ async fn main() -> anyhow::Result<()> {
         insert.print(&format!("insert a task, {conns} conn"));
         update.print(&format!("update a task, {conns} conn"));
     }
-    // Reporting views: one user's read through a user scope (RLS), sequential, median latency;
-    // next to the same-sized read of a user's first page of open tasks as the reference.
+    Ok(())
+}
+
+/// Reporting views: one user's read through a user scope (RLS), sequential, median latency; next
+/// to the same-sized read of a user's first page of open tasks as the reference.
+async fn view_latencies(db: &Db, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
     println!();
     println!("{:<44} {:>10} {:>10}", "view read for one user (sequential)", "p50 ms", "p95 ms");
     let reference = latencies(&ids, list_open, &db).await;
@@ -187,7 +229,6 @@ async fn main() -> anyhow::Result<()> {
     view_latency!(Productivity);
     view_latency!(TaskWithTags);
 
-    drop_database(&server, "todo_bench").await;
     Ok(())
 }
 

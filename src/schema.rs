@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "views", sql: include_str!("../migrations/0004_views.sql") },
     Migration { version: 5, name: "settings", sql: include_str!("../migrations/0005_settings.sql") },
     Migration { version: 6, name: "audit_lighter", sql: include_str!("../migrations/0006_audit_lighter.sql") },
+    Migration { version: 7, name: "audit_insert_path", sql: include_str!("../migrations/0007_audit_insert_path.sql") },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to

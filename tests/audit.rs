@@ -59,6 +59,32 @@ async fn every_store_write_makes_exactly_one_entry_with_actor_old_new_and_change
 }
 
 #[tokio::test]
+async fn inserts_into_every_audited_table_name_their_record_and_owner() {
+    let t = TestDb::new().await;
+    let u = t.user("inserts@example.com").await;
+    let s = t.db.user(u);
+    let task = s.tasks().create(&NewTask::new("tagged").unwrap()).await.unwrap();
+    let tag = s.tags().create(&TagName::parse("Work").unwrap(), None).await.unwrap();
+    s.tasks().tag(task.id, &[TagName::parse("Work").unwrap()]).await.unwrap();
+
+    let tag_entries = entries(&t, tag.id.0).await;
+    assert_eq!(tag_entries.len(), 1, "{tag_entries:?}");
+    let e = &tag_entries[0];
+    assert_eq!((e.table.as_str(), e.op.as_str(), e.user_id), ("tags", "INSERT", Some(u.0)));
+    assert_eq!(e.new.as_ref().unwrap()["name"], "Work");
+    assert!(e.old.is_none() && e.changed.is_none());
+    // A task's tag links sit in the task's own history (their record id is the task's id).
+    let task_entries = entries(&t, task.id.0).await;
+    let tables: Vec<(&str, &str)> = task_entries.iter().map(|e| (e.table.as_str(), e.op.as_str())).collect();
+    assert_eq!(tables, [("tasks", "INSERT"), ("task_tags", "INSERT")]);
+    assert!(task_entries.iter().all(|e| e.user_id == Some(u.0) && e.actor == u.0.to_string()));
+    assert_eq!(task_entries[1].new.as_ref().unwrap()["tag_id"], tag.id.0.to_string());
+    // The user's own row (a table with a secret column) is captured too, owned by itself.
+    let user_entries = entries(&t, u.0).await;
+    assert_eq!((user_entries[0].table.as_str(), user_entries[0].user_id), ("users", Some(u.0)));
+}
+
+#[tokio::test]
 async fn a_rolled_back_transaction_leaves_no_entry_and_password_hashes_never_reach_the_log() {
     let t = TestDb::new().await;
     let u = t.user("secret@example.com").await;

@@ -259,3 +259,8 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// BENCH_ONLY=part,part: run only the named parts of a benchmark (all when unset).
+pub fn part(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
+}
