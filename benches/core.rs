@@ -91,11 +91,11 @@ async fn operations(
     );
     // Reads first, both sides, on the seeded data; then the writes (which add open tasks that
     // would make later listings cheaper). A short warm-up loads the cache for everyone.
-    let _warm = run_todo_db(&db, &ids, clients, 1, list_open).await;
-    let list = run_todo_db(&db, &ids, clients, seconds, list_open).await;
+    let _warm = run_todo_db(db, ids, clients, 1, list_open).await;
+    let list = run_todo_db(db, ids, clients, seconds, list_open).await;
     let pg_list = pgbench(&scoped_url, &pipelined(&list_sql), clients, seconds)?;
-    let pg_bare = pgbench(&url, &bare_list, clients, seconds)?;
-    let create = run_todo_db(&db, &ids, clients, seconds, |scope| async move {
+    let pg_bare = pgbench(url, &bare_list, clients, seconds)?;
+    let create = run_todo_db(db, ids, clients, seconds, |scope| async move {
         scope.tasks().create(&NewTask::new("benchmark task").expect("valid")).await.map(|_| ())
     })
     .await;
@@ -137,9 +137,9 @@ async fn rls_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64) {
     for (op, pair) in compared.iter_mut().enumerate() {
         let create = op == 1;
         for _ in 0..rounds {
-            let rls = run_raw(&db, &ids, clients, slice, create, Side::Rls).await;
-            pair[0].push(rls, run_raw(&db, &ids, clients, slice, create, Side::Timeouts).await);
-            pair[1].push(rls, run_raw(&db, &ids, clients, slice, create, Side::Bare).await);
+            let rls = run_raw(db, ids, clients, slice, create, Side::Rls).await;
+            pair[0].push(rls, run_raw(db, ids, clients, slice, create, Side::Timeouts).await);
+            pair[1].push(rls, run_raw(db, ids, clients, slice, create, Side::Bare).await);
         }
     }
     println!();
@@ -176,11 +176,11 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
             let mut round = [(0.0, 0.0); 2];
             for (i, toggle) in ["enable", "disable"].into_iter().enumerate() {
                 db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
-                let ins = run_todo_db(&db, &ids, conns, slice, |scope| async move {
+                let ins = run_todo_db(db, ids, conns, slice, |scope| async move {
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
                 })
                 .await;
-                round[i] = (ins, run_updates(&db, pairs.clone(), conns, slice).await);
+                round[i] = (ins, run_updates(db, pairs.clone(), conns, slice).await);
             }
             insert.push(round[0].0, round[1].0);
             update.push(round[0].1, round[1].1);
@@ -197,7 +197,7 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
 async fn view_latencies(db: &Db, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
     println!();
     println!("{:<44} {:>10} {:>10}", "view read for one user (sequential)", "p50 ms", "p95 ms");
-    let reference = latencies(&ids, list_open, &db).await;
+    let reference = latencies(ids, list_open, db).await;
     println!("{:<44} {:>10.2} {:>10.2}", "(reference: list 20 open tasks)", reference.0, reference.1);
     macro_rules! view_latency {
         ($t:ty) => {{
