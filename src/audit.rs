@@ -29,6 +29,7 @@ pub struct Entry {
     pub op: String,
     pub old: Option<serde_json::Value>,
     pub new: Option<serde_json::Value>,
+    /// The columns an UPDATE changed, sorted by name.
     pub changed: Option<Vec<String>>,
     pub actor: String,
     pub request_id: Option<String>,
@@ -46,7 +47,11 @@ fn entry(r: &tokio_postgres::Row) -> Entry {
         op: r.get(6),
         old: r.get(7),
         new: r.get(8),
-        changed: r.get(9),
+        // Stored in the capture's order (hstore's: shorter names first); read back sorted by name.
+        changed: r.get::<_, Option<Vec<String>>>(9).map(|mut cols| {
+            cols.sort_unstable();
+            cols
+        }),
         actor: r.get(10),
         request_id: r.get(11),
         reason: r.get(12),

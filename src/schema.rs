@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "settings", sql: include_str!("../migrations/0005_settings.sql") },
     Migration { version: 6, name: "audit_lighter", sql: include_str!("../migrations/0006_audit_lighter.sql") },
     Migration { version: 7, name: "audit_insert_path", sql: include_str!("../migrations/0007_audit_insert_path.sql") },
+    Migration {
+        version: 8,
+        name: "audit_changed_by_hstore",
+        sql: include_str!("../migrations/0008_audit_changed_by_hstore.sql"),
+    },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to

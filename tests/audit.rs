@@ -85,6 +85,66 @@ async fn inserts_into_every_audited_table_name_their_record_and_owner() {
 }
 
 #[tokio::test]
+async fn an_update_that_changes_nothing_writes_nothing_even_from_an_admin_connection() {
+    let t = TestDb::new().await;
+    let u = t.user("noop@example.com").await;
+    let task = t.db.user(u).tasks().create(&NewTask::new("same").unwrap()).await.unwrap();
+    let count = || async {
+        let n: i64 = t.db.admin().query("select count(*) from audit.log", &[]).await.unwrap()[0].get(0);
+        n
+    };
+    let before = count().await;
+    // Every column assigned its own value, on both a plain table and one with a secret column.
+    t.db.admin().batch("update tasks set title = title, priority = priority, due_at = due_at").await.unwrap();
+    t.db.admin().batch("update users set password_hash = password_hash, email = email").await.unwrap();
+    assert_eq!(count().await, before, "no entry for rows that did not change");
+    t.db.admin().query("update tasks set priority = 'high' where id = $1", &[&task.id.0]).await.unwrap();
+    let last = entries(&t, task.id.0).await.pop().unwrap();
+    assert_eq!(last.changed.as_deref(), Some(&["priority".to_string(), "updated_at".to_string()][..]));
+    assert_eq!(count().await, before + 1);
+}
+
+/// A database that already has hstore (the capture's changed-columns comparison) in another schema
+/// keeps it there, and the capture finds it.
+#[tokio::test]
+async fn the_capture_uses_an_hstore_the_database_already_had() {
+    let name = format!("todo_test_hstore_{}", uuid::Uuid::now_v7().simple());
+    let maint =
+        todo_db::Db::connect_url(&common::with_database(&common::server_url(), "postgres"), &common::settings())
+            .await
+            .unwrap();
+    maint.admin().batch(&format!("create database {name}")).await.unwrap();
+    let db = todo_db::Db::connect_url(&common::with_database(&common::server_url(), &name), &common::settings())
+        .await
+        .unwrap();
+    db.admin().batch("create schema extensions; create extension hstore schema extensions").await.unwrap();
+    // A schema the migrations' role cannot use: they stop, and say what to grant.
+    let refused = todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap_err().to_string();
+    assert!(refused.contains("hstore is installed in schema extensions"), "{refused}");
+    assert!(refused.contains("grant usage on schema extensions to todo_owner"), "{refused}");
+    db.admin().batch("grant usage on schema extensions to todo_owner").await.unwrap();
+    todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap();
+    let home: String = db
+        .admin()
+        .query("select extnamespace::regnamespace::text from pg_extension where extname = 'hstore'", &[])
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(home, "extensions", "left where it was");
+
+    let u = UserId::new();
+    db.admin().query("insert into users (id, email) values ($1, 'h@example.com')", &[&u.0]).await.unwrap();
+    let task = db.user(u).tasks().create(&NewTask::new("before").unwrap()).await.unwrap();
+    let patch = TaskPatch { title: Some(TaskTitle::parse("after").unwrap()), ..Default::default() };
+    db.user(u).tasks().update(task.id, &patch).await.unwrap();
+    let e = audit::log(&db, &LogFilter { record: Some(task.id.0), ..Default::default() }).await.unwrap().items;
+    assert_eq!(e[0].op, "UPDATE");
+    assert_eq!(e[0].changed.as_deref(), Some(&["title".to_string(), "updated_at".to_string()][..]));
+    db.close();
+    maint.admin().batch(&format!("drop database {name} with (force)")).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_rolled_back_transaction_leaves_no_entry_and_password_hashes_never_reach_the_log() {
     let t = TestDb::new().await;
     let u = t.user("secret@example.com").await;
