@@ -92,8 +92,10 @@ pub struct SeedReport {
     pub task_tags: u64,
     /// Seconds from the first COPY to the commit.
     pub load_seconds: f64,
-    /// Seconds spent refreshing the planner statistics afterwards.
-    pub analyze_seconds: f64,
+    /// Seconds spent settling the loaded tables afterwards: `VACUUM (ANALYZE)` records every row's
+    /// commit status and the visibility map once, so the first queries do not, and refreshes the
+    /// planner statistics.
+    pub settle_seconds: f64,
 }
 
 impl SeedReport {
@@ -110,7 +112,7 @@ pub struct Progress {
 }
 
 /// The load's phases, in order; [`Progress::phase`] is an index into this.
-pub const PHASES: [&str; 5] = ["users", "tags", "tasks", "task_tags", "analyze"];
+pub const PHASES: [&str; 5] = ["users", "tags", "tasks", "task_tags", "vacuum"];
 
 impl Progress {
     pub fn rows(&self) -> u64 {
@@ -172,7 +174,10 @@ pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<S
     let load_seconds = started.elapsed().as_secs_f64();
     progress.phase.store(4, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    conn.batch_execute("analyze users, tags, tasks, task_tags").await.map_err(fail)?;
+    // A bulk load leaves each row's commit status to be looked up, and written into its page, by
+    // the first query that reads it, and no visibility map (no index-only scans): one pass now
+    // (about a second per million tasks) instead of a slow first hour of use.
+    conn.batch_execute("vacuum (analyze) users, tags, tasks, task_tags").await.map_err(fail)?;
     tracing::info!(users = counts[0], tasks = counts[2], seconds = load_seconds, "seeded");
     Ok(SeedReport {
         spec: *spec,
@@ -181,7 +186,7 @@ pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<S
         tasks: counts[2],
         task_tags: counts[3],
         load_seconds,
-        analyze_seconds: started.elapsed().as_secs_f64(),
+        settle_seconds: started.elapsed().as_secs_f64(),
     })
 }
 

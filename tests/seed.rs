@@ -91,6 +91,15 @@ async fn seeded_data_is_realistic_valid_and_unaudited() {
     assert_eq!(count(&t, "select count(*) from users where password_hash is not null").await, 0);
     assert_eq!(count(&t, "select count(*) from audit.log").await, 0, "seeded rows are not audited");
     assert_eq!(count(&t, "select count(*) from pg_trigger where tgname like '%\\_audit' and tgenabled = 'D'").await, 0);
+    // Settled: vacuumed (commit status recorded, pages marked all-visible) and analyzed.
+    for table in ["users", "tags", "tasks", "task_tags"] {
+        let sql = format!(
+            "select count(*) from pg_stat_user_tables s join pg_class c on c.oid = s.relid \
+             where s.relname = '{table}' and s.last_vacuum is not null and s.last_analyze is not null \
+               and c.relallvisible > 0"
+        );
+        assert_eq!(count(&t, &sql).await, 1, "{table} vacuumed and analyzed");
+    }
     // The data is usable through a user scope, and writes after seeding are audited again.
     let user = t.db.admin().users().find_by_email(&spec(3).email(0)).await.unwrap().id;
     let open =

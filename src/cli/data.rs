@@ -81,11 +81,11 @@ impl SeedArgs {
             }
             println!("{t}");
             println!(
-                "seeded {} rows in {:.1}s ({:.0} rows/s), then analyzed in {:.1}s; seed {}, anchor {}",
+                "seeded {} rows in {:.1}s ({:.0} rows/s), then vacuumed and analyzed in {:.1}s; seed {}, anchor {}",
                 r.rows(),
                 r.load_seconds,
                 r.rows() as f64 / r.load_seconds.max(1e-9),
-                r.analyze_seconds,
+                r.settle_seconds,
                 r.spec.seed,
                 r.spec.anchor.date()
             );
