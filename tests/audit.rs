@@ -108,15 +108,8 @@ async fn an_update_that_changes_nothing_writes_nothing_even_from_an_admin_connec
 /// keeps it there, and the capture finds it.
 #[tokio::test]
 async fn the_capture_uses_an_hstore_the_database_already_had() {
-    let name = format!("todo_test_hstore_{}", uuid::Uuid::now_v7().simple());
-    let maint =
-        todo_db::Db::connect_url(&common::with_database(&common::server_url(), "postgres"), &common::settings())
-            .await
-            .unwrap();
-    maint.admin().batch(&format!("create database {name}")).await.unwrap();
-    let db = todo_db::Db::connect_url(&common::with_database(&common::server_url(), &name), &common::settings())
-        .await
-        .unwrap();
+    let t = TestDb::empty().await;
+    let db = &t.db;
     db.admin().batch("create schema extensions; create extension hstore schema extensions").await.unwrap();
     // A schema the migrations' role cannot use: they stop, and say what to grant.
     let refused = todo_db::schema::migrate(&mut db.admin().connection().await.unwrap()).await.unwrap_err().to_string();
@@ -137,11 +130,9 @@ async fn the_capture_uses_an_hstore_the_database_already_had() {
     let task = db.user(u).tasks().create(&NewTask::new("before").unwrap()).await.unwrap();
     let patch = TaskPatch { title: Some(TaskTitle::parse("after").unwrap()), ..Default::default() };
     db.user(u).tasks().update(task.id, &patch).await.unwrap();
-    let e = audit::log(&db, &LogFilter { record: Some(task.id.0), ..Default::default() }).await.unwrap().items;
+    let e = audit::log(db, &LogFilter { record: Some(task.id.0), ..Default::default() }).await.unwrap().items;
     assert_eq!(e[0].op, "UPDATE");
     assert_eq!(e[0].changed.as_deref(), Some(&["title".to_string(), "updated_at".to_string()][..]));
-    db.close();
-    maint.admin().batch(&format!("drop database {name} with (force)")).await.unwrap();
 }
 
 #[tokio::test]

@@ -404,21 +404,12 @@ async fn a_backup_from_an_older_schema_is_loaded_at_its_version_then_migrated_fo
     m["migrations"].as_array_mut().unwrap().retain(|x| x["version"] != latest);
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     // Into a brand-new, empty database: no schema at all yet.
-    let name = format!("todo_test_old_{}", uuid::Uuid::now_v7().simple());
-    let maint =
-        todo_db::Db::connect_url(&common::with_database(&common::server_url(), "postgres"), &common::settings())
-            .await
-            .unwrap();
-    maint.admin().batch(&format!("create database {name}")).await.unwrap();
-    let target = todo_db::Db::connect_url(&common::with_database(&common::server_url(), &name), &common::settings())
-        .await
-        .unwrap();
-    let report = backup::restore(&target, &out, &Default::default(), Arc::default()).await.unwrap();
+    let empty = TestDb::empty().await;
+    let target = &empty.db;
+    let report = backup::restore(target, &out, &Default::default(), Arc::default()).await.unwrap();
     assert_eq!(report.migrated_forward, vec![latest], "loaded at the backup's version, then migrated");
     let b = schema::checksum(&mut target.admin().connection().await.unwrap()).await.unwrap();
     assert_eq!(checksums(&source).await, b);
-    assert!(todo_db::verify::verify(&target).await.unwrap().ok);
-    target.close();
-    maint.admin().batch(&format!("drop database {name} with (force)")).await.unwrap();
+    assert!(todo_db::verify::verify(target).await.unwrap().ok);
     std::fs::remove_dir_all(dir).ok();
 }

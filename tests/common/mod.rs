@@ -161,6 +161,15 @@ impl TestDb {
         TestDb { db, name, url }
     }
 
+    /// A brand-new, empty database (no schema yet), reached directly.
+    pub async fn empty() -> TestDb {
+        let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
+        maintenance().await.batch_execute(&format!("create database {name}")).await.unwrap();
+        let url = with_database(&server_url(), &name);
+        let db = Db::connect_url(&url, &settings()).await.unwrap();
+        TestDb { db, name, url }
+    }
+
     pub async fn user(&self, email: &str) -> UserId {
         self.db.admin().users().create(&NewUser::new(email, "Test User").unwrap()).await.unwrap().id
     }
