@@ -13,6 +13,7 @@
 //!
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
 //! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (10 per run), BENCH_CONCURRENCY ("1,8,32"),
+//! BENCH_MIX_ROUNDS (2: each side runs once per round, the order reversed every round),
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
 //! (8), BENCH_POOLED_ROUNDS (3);
@@ -117,19 +118,40 @@ async fn main() -> anyhow::Result<()> {
         "{:<8} {:<16} {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
         "clients", "side", "ops/s", "overall", "list", "create", "complete", "tag", "summary"
     );
+    // Each round runs the three sides, in the reverse order of the round before, so that no side
+    // always runs first (on a colder cache) or last; ops/s are the mean over rounds, latencies all
+    // of the rounds' operations.
+    let rounds = knob("BENCH_MIX_ROUNDS", 2, 1);
     for &clients in &concurrency {
-        let ours = run_mix(&db, &data, clients, seconds).await;
-        let pg_plain = pgbench_mix(&url, &plain, clients, seconds)?;
-        let pg_same = pgbench_mix(&scoped_url, &same, clients, seconds)?;
+        let mut sides: [(f64, Vec<Vec<f64>>); 3] = Default::default();
+        let mut per_round = Vec::new();
+        for round in 0..rounds {
+            let mut got: [(f64, Vec<Vec<f64>>); 3] = Default::default();
+            let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            for side in order {
+                got[side] = match side {
+                    0 => run_mix(&db, &data, clients, seconds).await,
+                    1 => pgbench_mix(&url, &plain, clients, seconds).map(|r| (r.tps, r.latencies))?,
+                    _ => pgbench_mix(&scoped_url, &same, clients, seconds).map(|r| (r.tps, r.latencies))?,
+                };
+            }
+            per_round.push(format!("{:.2}/{:.2}", got[0].0 / got[1].0, got[0].0 / got[2].0));
+            for (total, (ops, lat)) in sides.iter_mut().zip(got) {
+                total.0 += ops / rounds as f64;
+                total.1.resize(lat.len().max(total.1.len()), Vec::new());
+                total.1.iter_mut().zip(lat).for_each(|(all, l)| all.extend(l));
+            }
+        }
+        let [ours, pg_plain, pg_same] = sides;
+        let (ratio_plain, ratio_same) = (ours.0 / pg_plain.0, ours.0 / pg_same.0);
         print_row(clients, "todo-db", ours.0, ours.1);
-        print_row(clients, "pgbench plain", pg_plain.tps, pg_plain.latencies);
-        print_row(clients, "pgbench same", pg_same.tps, pg_same.latencies);
+        print_row(clients, "pgbench plain", pg_plain.0, pg_plain.1);
+        print_row(clients, "pgbench same", pg_same.0, pg_same.1);
         println!(
-            "{:<8} {:<16} vs plain {:.2}x, vs same statements {:.2}x",
+            "{:<8} {:<16} vs plain {ratio_plain:.2}x, vs same statements {ratio_same:.2}x (rounds: {})",
             clients,
             "ratio",
-            ours.0 / pg_plain.tps,
-            ours.0 / pg_same.tps
+            per_round.join(", ")
         );
     }
 
