@@ -262,3 +262,30 @@ async fn overflow_connections_close_again_when_idle() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(t.db.pool_status().open, 1, "only the steady connection stays");
 }
+
+#[tokio::test]
+async fn sequential_work_reuses_the_most_recently_used_connection() {
+    let mut s = settings();
+    s.pool.size = 4;
+    s.pool.overflow = 0;
+    let t = TestDb::connect(s, false).await;
+    // Open all four at once, then hand them back.
+    let admin = t.db.admin();
+    let conns = futures_util::future::join_all((0..4).map(|_| admin.connection())).await;
+    let mut pids = std::collections::HashSet::new();
+    for c in &conns {
+        let pid: i32 = c.as_ref().unwrap().query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 4);
+    drop(conns);
+    // One operation at a time keeps landing on the same (hot) server process instead of
+    // rotating through the idle ones.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let pid: i32 = t.db.admin().query("select pg_backend_pid()", &[]).await.unwrap()[0].get(0);
+        seen.insert(pid);
+    }
+    assert_eq!(seen.len(), 1, "sequential operations used {} server processes", seen.len());
+    assert_eq!(t.db.pool_status().open, 4, "the others stay open, idle, for a burst");
+}
