@@ -10,7 +10,8 @@
 -- hstore is a contrib extension shipped with PostgreSQL and trusted (the database owner may
 -- create it; Neon allows it). It goes into the audit schema, where the capture finds it; a
 -- database that already has it elsewhere keeps it there and the capture's search path names that
--- schema instead (todo_owner needs USAGE on it; the migration stops and says so when it has not). akeys lists keys shorter first (hstore's own order); the library sorts them.
+-- schema instead (todo_owner needs USAGE on it; the migration stops and says so when it has
+-- not). akeys lists keys shorter first (hstore's own order); the library sorts them.
 
 do $migrate$
 declare
