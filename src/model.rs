@@ -284,7 +284,7 @@ pub struct Task {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-    /// Tag names, sorted.
+    /// Tag names, sorted case-insensitively (by lowercase form, whatever the database collation).
     pub tags: Vec<String>,
 }
 
