@@ -291,15 +291,16 @@ fn prepare<V: View>(o: &ReportOptions) -> Result<Prepared> {
     Ok(Prepared { sql, tz, days: days.to_string(), limit, offset })
 }
 
+/// The view's rows from a pipeline whose last statement read them.
 fn finish<V: View>(r: Result<Vec<Vec<Row>>>) -> Result<Vec<V>> {
     let rows = r.map_err(|e| match e {
         Error::Database { code, .. } if code == "22023" => Error::validation("time_zone", "is not a known time zone"),
         other => other,
     })?;
-    rows[1].iter().map(V::from_row).collect()
+    rows.last().map_or(Ok(Vec::new()), |rows| rows.iter().map(V::from_row).collect())
 }
 
-/// The statement [`read`] and [`read_all`] send for view `V` (after the settings statement), with
+/// The statement [`read`] and [`read_all`] send for view `V` (after the settings), with
 /// parameters `$1` user id or null, `$2` limit, `$3` offset: for benchmarks and `EXPLAIN`.
 pub fn statement<V: View>(o: &ReportOptions) -> Result<String> {
     Ok(prepare::<V>(o)?.sql)
@@ -309,9 +310,9 @@ pub fn statement<V: View>(o: &ReportOptions) -> Result<String> {
 pub async fn read<V: View>(scope: &UserScope, o: &ReportOptions) -> Result<Vec<V>> {
     let p = prepare::<V>(o)?;
     let user: Option<Uuid> = None;
-    let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
     let query: [&(dyn ToSql + Sync); 3] = [&user, &p.limit, &p.offset];
-    finish(scope.pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
+    // The settings ride on the scope's identity statement: one statement fewer.
+    finish(scope.pipeline_reporting(&p.tz, &p.days, &[Stmt::new(&p.sql, &query)]).await)
 }
 
 /// Everyone's rows of view `V` (or one user's, with `o.user`), as the owner login; from the read

@@ -168,6 +168,11 @@ async fn overdue_is_most_overdue_first_and_recently_completed_honours_its_window
     let fortnight =
         views::read::<CompletedTask>(&t.db.user(a), &ReportOptions { recent_days: Some(14), ..opts() }).await.unwrap();
     assert_eq!(fortnight.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["done, was due", "done long ago"]);
+    // The settings ride on the identity statement, after the request context when there is one.
+    let traced = t.db.user(a).with_context("req-7", "support ticket");
+    let window = ReportOptions { recent_days: Some(14), time_zone: Some("Europe/Paris".into()), ..opts() };
+    let with_context = views::read::<CompletedTask>(&traced, &window).await.unwrap();
+    assert_eq!(with_context.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), ["done, was due", "done long ago"]);
     let bad = views::read::<CompletedTask>(&t.db.user(a), &ReportOptions { recent_days: Some(0), ..opts() }).await;
     assert!(matches!(bad, Err(Error::Validation { field: "recent_days", .. })));
     let tz =

@@ -43,12 +43,13 @@ pub(super) enum Login {
 /// The statement that sets the identity for the current transaction only (a session-level SET
 /// would leak to the next user of a pooled connection, and through PgBouncer in transaction mode):
 /// the app role (on the admin login), the user, and the pool's statement and lock timeouts
-/// (written into the SQL, so the statement is the same for every operation of a pool); and, when
-/// the scope has them, the request id and reason that every audit entry records. Built once per
-/// pool.
+/// (written into the SQL, so the statement is the same for every operation of a pool); when the
+/// scope has them, the request id and reason that every audit entry records; and for a report,
+/// its time zone and window (so a view read is two statements, not three: each statement costs
+/// the server a portal, a snapshot and an executor run). Built once per pool, in four variants.
 pub(super) struct Identity {
-    plain: String,
-    with_context: String,
+    /// Indexed by `context as usize | (report as usize) << 1`.
+    sql: [String; 4],
 }
 
 impl Identity {
@@ -60,9 +61,26 @@ impl Identity {
             settings.statement_timeout.as_millis(),
             settings.lock_timeout.as_millis()
         );
-        let with_context =
-            format!("{plain}, set_config('app.request_id', $2, true), set_config('app.reason', $3, true)");
-        Identity { plain, with_context }
+        let context = ", set_config('app.request_id', $2, true), set_config('app.reason', $3, true)";
+        // `now() at time zone` makes an unknown zone an error here, not a silently wrong report.
+        let report = |tz: usize| {
+            format!(
+                ", set_config('app.time_zone', ${tz}, true), set_config('app.recent_days', ${}, true), \
+                 now() at time zone ${tz}",
+                tz + 1
+            )
+        };
+        let sql = [
+            plain.clone(),
+            format!("{plain}{context}"),
+            format!("{plain}{}", report(2)),
+            format!("{plain}{context}{}", report(4)),
+        ];
+        Identity { sql }
+    }
+
+    fn sql(&self, context: bool, report: bool) -> &str {
+        &self.sql[context as usize | (report as usize) << 1]
     }
 }
 
@@ -110,14 +128,33 @@ impl UserScope {
 
     /// Runs `stmts` in one transaction as this user and returns each statement's rows.
     pub async fn pipeline(&self, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+        self.run(None, stmts).await
+    }
+
+    /// Like [`pipeline`](Self::pipeline), with a report's settings (`app.time_zone`, checked, and
+    /// `app.recent_days`) set by the identity statement.
+    pub(crate) async fn pipeline_reporting(
+        &self,
+        time_zone: &str,
+        recent_days: &str,
+        stmts: &[Stmt<'_>],
+    ) -> Result<Vec<Vec<Row>>> {
+        self.run(Some((time_zone, recent_days)), stmts).await
+    }
+
+    async fn run(&self, report: Option<(&str, &str)>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
         let db = self.db.scoped();
-        let identity = db.identity();
-        let params: [&(dyn ToSql + Sync); 3] = [&self.user.0, &self.request_id, &self.reason];
-        let identity = if self.request_id.is_empty() && self.reason.is_empty() {
-            Stmt::new(&identity.plain, &params[..1])
-        } else {
-            Stmt::new(&identity.with_context, &params)
+        let context = !(self.request_id.is_empty() && self.reason.is_empty());
+        let (tz, days) = report.unwrap_or_default();
+        let all: [&(dyn ToSql + Sync); 5] = [&self.user.0, &self.request_id, &self.reason, &tz, &days];
+        let report_only = [all[0], all[3], all[4]];
+        let params: &[&(dyn ToSql + Sync)] = match (context, report.is_some()) {
+            (false, false) => &all[..1],
+            (true, false) => &all[..3],
+            (false, true) => &report_only,
+            (true, true) => &all,
         };
+        let identity = Stmt::new(db.identity().sql(context, report.is_some()), params);
         pipelined(db, Some(&identity), stmts).await
     }
 
