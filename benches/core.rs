@@ -21,7 +21,7 @@ use todo_db::{seed, Db};
 use support::*;
 
 const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-    t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
+    t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name) from task_tags tt \
     join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}')";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -172,9 +172,13 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
     );
     for conns in [1, clients] {
         let (mut insert, mut update) = (Alternated::default(), Alternated::default());
-        for _ in 0..rounds {
+        for r in 0..rounds {
             let mut round = [(0.0, 0.0); 2];
-            for (i, toggle) in ["enable", "disable"].into_iter().enumerate() {
+            // Each side starts after a checkpoint, and every other round the other side goes first.
+            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let toggle = ["enable", "disable"][i];
+                checkpoint(db).await;
                 db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
                 let ins = run_todo_db(db, ids, conns, slice, |scope| async move {
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
@@ -254,7 +258,7 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         db.pool_settings().lock_timeout.as_millis()
     );
     const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-        t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name order by lower(g.name)) from task_tags tt \
+        t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name) from task_tags tt \
         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
         from tasks t where t.user_id = $1 and t.completed = $2 order by t.created_at desc, t.id desc limit $3";
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \

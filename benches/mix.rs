@@ -17,7 +17,8 @@
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
 //! (8), BENCH_POOLED_ROUNDS (3);
-//! BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database.
+//! BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the
+//! references' pgbench scripts there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
 
 mod support;
 
@@ -46,7 +47,7 @@ fn fields(t: &str) -> String {
 /// The columns of a task query as tasks.rs writes them: the fields and the tag names.
 fn columns(t: &str) -> String {
     format!(
-        "{}, coalesce((select array_agg(g.name order by lower(g.name)) \
+        "{}, coalesce((select array_agg(g.name) \
          from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
          where tt.user_id = {t}.user_id and tt.task_id = {t}.id), '{{}}') as tags",
         fields(t)
@@ -104,6 +105,14 @@ async fn main() -> anyhow::Result<()> {
     // login, when there is one); the plain ones as the admin login (no RLS).
     let (same, plain) = scripts(data.users.len(), data.tasks.len(), db.app_login().is_some());
     let scoped_url = app_url("todo_bench_mix").await?.unwrap_or_else(|| url.clone());
+    if let Some(dir) = std::env::var_os("BENCH_SCRIPTS_DIR") {
+        // The references' scripts, to run pgbench by hand on the kept database (BENCH_KEEP=1).
+        std::fs::create_dir_all(&dir)?;
+        for ((name, _), (s, p)) in OPS.iter().zip(same.iter().zip(&plain)) {
+            std::fs::write(std::path::Path::new(&dir).join(format!("same-{name}.sql")), s)?;
+            std::fs::write(std::path::Path::new(&dir).join(format!("plain-{name}.sql")), p)?;
+        }
+    }
     let w = || OPS.iter().map(|(_, w)| *w);
     let same: Vec<(&str, String, u32)> =
         OPS.iter().map(|(n, _)| *n).zip(same).zip(w()).map(|((n, s), w)| (n, s, w)).collect();
@@ -113,27 +122,38 @@ async fn main() -> anyhow::Result<()> {
     // Warm the cache for everyone.
     run_mix(&db, &data, max_clients, 1).await;
     println!();
-    println!("Scenario 1: workload mix (RLS and audit on), p50/p99 in ms");
+    println!("Scenario 1: workload mix (RLS and audit on), p50/p99 in ms; CPU per operation, server/client");
     println!(
-        "{:<8} {:<16} {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
-        "clients", "side", "ops/s", "overall", "list", "create", "complete", "tag", "summary"
+        "{:<8} {:<16} {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>11}",
+        "clients", "side", "ops/s", "overall", "list", "create", "complete", "tag", "summary", "cpu us/op"
     );
     // Each round runs the three sides, in the reverse order of the round before, so that no side
     // always runs first (on a colder cache) or last; ops/s are the mean over rounds, latencies all
     // of the rounds' operations.
     let rounds = knob("BENCH_MIX_ROUNDS", 2, 1);
+    let postmaster = postmaster_pid(&db).await;
     for &clients in &concurrency {
         let mut sides: [(f64, Vec<Vec<f64>>); 3] = Default::default();
+        // Per side: CPU seconds of the server and of the client, and operations run.
+        let mut spent = [(0.0, 0.0, 0.0); 3];
         let mut per_round = Vec::new();
         for round in 0..rounds {
             let mut got: [(f64, Vec<Vec<f64>>); 3] = Default::default();
             let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
             for side in order {
+                checkpoint(&db).await;
+                let before = cpu(postmaster);
                 got[side] = match side {
                     0 => run_mix(&db, &data, clients, seconds).await,
                     1 => pgbench_mix(&url, &plain, clients, seconds).map(|r| (r.tps, r.latencies))?,
                     _ => pgbench_mix(&scoped_url, &same, clients, seconds).map(|r| (r.tps, r.latencies))?,
                 };
+                if let (Some(before), Some(after)) = (before, cpu(postmaster)) {
+                    let used = after - before;
+                    let client = if side == 0 { used.client } else { used.children };
+                    let s = &mut spent[side];
+                    (s.0, s.1, s.2) = (s.0 + used.server, s.1 + client, s.2 + got[side].0 * seconds as f64);
+                }
             }
             per_round.push(format!("{:.2}/{:.2}", got[0].0 / got[1].0, got[0].0 / got[2].0));
             for (total, (ops, lat)) in sides.iter_mut().zip(got) {
@@ -144,9 +164,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let [ours, pg_plain, pg_same] = sides;
         let (ratio_plain, ratio_same) = (ours.0 / pg_plain.0, ours.0 / pg_same.0);
-        print_row(clients, "todo-db", ours.0, ours.1);
-        print_row(clients, "pgbench plain", pg_plain.0, pg_plain.1);
-        print_row(clients, "pgbench same", pg_same.0, pg_same.1);
+        print_row(clients, "todo-db", ours.0, ours.1, spent[0]);
+        print_row(clients, "pgbench plain", pg_plain.0, pg_plain.1, spent[1]);
+        print_row(clients, "pgbench same", pg_same.0, pg_same.1, spent[2]);
         println!(
             "{:<8} {:<16} vs plain {ratio_plain:.2}x, vs same statements {ratio_same:.2}x (rounds: {})",
             clients,
@@ -173,7 +193,9 @@ async fn main() -> anyhow::Result<()> {
         let (mut direct_ops, mut pooled_ops) = (0.0, 0.0);
         let rounds = knob("BENCH_POOLED_ROUNDS", 3, 1);
         for _ in 0..rounds {
+            checkpoint(&db).await;
             direct_ops += run_mix(&db, &data, clients, seconds).await.0;
+            checkpoint(&db).await;
             pooled_ops += run_mix(&pooled, &data, clients, seconds).await.0;
         }
         println!();
@@ -227,13 +249,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>) {
+/// One side's row: ops/s, p50/p99 overall and per operation, and CPU microseconds per operation
+/// on the server and in the client (`-` where /proc does not show the server).
+fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>, (server, client, done): (f64, f64, f64)) {
     let mut all: Vec<f64> = lat.iter().flatten().copied().collect();
     let cell = |v: &mut Vec<f64>| format!("{:.2}/{:.2}", percentile(v, 0.5), percentile(v, 0.99));
     let mut line = format!("{:<8} {:<16} {:>8.0} {:>13}", clients, side, ops, cell(&mut all));
     for v in lat.iter_mut() {
         line.push_str(&format!(" {:>13}", cell(v)));
     }
+    let us = |cpu: f64| if server > 0.0 && done > 0.0 { format!("{:.0}", cpu * 1e6 / done) } else { "-".into() };
+    line.push_str(&format!(" {:>11}", format!("{}/{}", us(server), us(client))));
     println!("{line}");
 }
 
@@ -341,22 +367,26 @@ fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<Str
          select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {task_user}), \
          attached as (insert into task_tags (user_id, task_id, tag_id) select {task_user}, {task_id}, id from chosen \
          on conflict do nothing) \
-         select {}, coalesce((select array_agg(n order by lower(n)) from (select g.name from task_tags tt \
+         select {}, coalesce((select array_agg(n) from (select g.name from task_tags tt \
          join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id \
-         union select name from chosen) x(n)), '{{}}') as tags from tasks t where t.id = {task_id};\n",
+         union all select name from chosen) x(n)), '{{}}') as tags from tasks t where t.id = {task_id};\n",
         fields("t")
     );
     let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
-    let summary = format!(
-        "select set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), now() at time zone 'UTC';\n{};\n",
-        summary_sql.replace("$1", "null::uuid").replace("$2", "100").replace("$3", "0")
+    // A view read's settings ride on the identity statement (db/scope.rs).
+    let report_identity = user_identity.replacen(
+        " from bench_users",
+        ", set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), \
+         now() at time zone 'UTC' from bench_users",
+        1,
     );
+    let summary = format!("{};\n", summary_sql.replace("$1", "null::uuid").replace("$2", "100").replace("$3", "0"));
     let same = vec![
         pipelined(&by_user, &user_identity, &list),
         pipelined(&by_user, &user_identity, create),
         pipelined(&by_task, &task_identity, &complete),
         pipelined(&by_task, &task_identity, &tag),
-        pipelined(&by_user, &user_identity, &summary),
+        pipelined(&by_user, &report_identity, &summary),
     ];
     let plain = vec![
         format!(

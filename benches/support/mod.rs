@@ -85,6 +85,22 @@ pub async fn drop_database(server: &str, name: &str) {
     }
 }
 
+/// Starts a run from the same place as every other: a CHECKPOINT first, so that each side pays
+/// the full-page images of the pages it touches first (the mix writes over a million tasks at
+/// random, and a checkpoint falling inside one side's run and not the other's moves its rate by
+/// a fifth). Returns false, once saying why, where the login may not checkpoint (PostgreSQL 15
+/// needs superuser or pg_checkpoint): the runs then start wherever the server's own checkpoints are.
+pub async fn checkpoint(db: &Db) -> bool {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    match db.admin().batch("checkpoint").await {
+        Ok(()) => true,
+        Err(e) => {
+            WARNED.call_once(|| println!("(no CHECKPOINT between runs: {e})"));
+            false
+        }
+    }
+}
+
 /// Closed loop: `clients` workers each run `op` back to back until `seconds` have passed;
 /// returns operations per second.
 pub async fn closed_loop<F, Fut>(clients: u64, seconds: u64, op: F) -> f64
@@ -263,4 +279,74 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 /// BENCH_ONLY=part,part: run only the named parts of a benchmark (all when unset).
 pub fn part(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
+}
+
+/// CPU seconds spent by the server and by the client, read from /proc (Linux, and a server on
+/// this machine): what a side's operations cost where, beside how many of them ran. On a machine
+/// whose cores the server and the client share, ops/s alone cannot say whether a side was slower
+/// because its server work was heavier, its client heavier, or the machine busier.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    /// The postmaster and all its processes, those that exited during the run included.
+    pub server: f64,
+    /// This process.
+    pub client: f64,
+    /// This process's finished children (pgbench).
+    pub children: f64,
+}
+
+/// Reads the CPU used so far; `postmaster` from [`postmaster_pid`]. `None` without /proc.
+pub fn cpu(postmaster: Option<u32>) -> Option<Cpu> {
+    let tick = 100.0; // USER_HZ, 100 on every Linux this runs on
+    let me = proc_times("self")?;
+    let server = match postmaster {
+        Some(pm) => {
+            let (u, s, cu, cs, _) = proc_times(&pm.to_string())?;
+            let mut total = u + s + cu + cs;
+            for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+                if let Some((u, s, _, _, ppid)) = proc_times(pid) {
+                    if ppid == pm {
+                        total += u + s;
+                    }
+                }
+            }
+            total
+        }
+        None => 0,
+    };
+    Some(Cpu {
+        server: server as f64 / tick,
+        client: (me.0 + me.1) as f64 / tick,
+        children: (me.2 + me.3) as f64 / tick,
+    })
+}
+
+/// utime, stime, cutime, cstime (ticks) and the parent pid of `/proc/<pid>/stat`.
+fn proc_times(pid: &str) -> Option<(u64, u64, u64, u64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let n = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((n(11)?, n(12)?, n(13)?, n(14)?, n(1)? as u32))
+}
+
+/// The pid of the server's postmaster, when it runs on this machine and /proc shows it: the
+/// parent of this connection's backend.
+pub async fn postmaster_pid(db: &Db) -> Option<u32> {
+    let conn = db.admin().connection().await.ok()?;
+    let backend: i32 = conn.query_one("select pg_backend_pid()", &[]).await.ok()?.get(0);
+    let (.., ppid) = proc_times(&backend.to_string())?;
+    // A server elsewhere: the pid, if it exists here at all, is some other program.
+    let is_postgres =
+        |pid: String| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres");
+    (is_postgres(backend.to_string()) && is_postgres(ppid.to_string())).then_some(ppid)
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu { server: self.server - o.server, client: self.client - o.client, children: self.children - o.children }
+    }
 }
