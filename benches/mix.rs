@@ -17,8 +17,9 @@
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
 //! (8), BENCH_POOLED_ROUNDS (3);
-//! BENCH_QUICK=1 for a smoke run; BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the
-//! references' pgbench scripts there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
+//! BENCH_QUICK=1 for a smoke run; BENCH_CHECKPOINT=0 (no CHECKPOINT before each run); BENCH_KEEP=1
+//! keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts there
+//! (same-OP.sql, plain-OP.sql), to run pgbench by hand.
 
 mod support;
 
