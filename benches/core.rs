@@ -175,7 +175,7 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
         for r in 0..rounds {
             let mut round = [(0.0, 0.0); 2];
             // Every other round the other side goes first. No checkpoint before each side: the
-            // sides differ in how much WAL they write (see `checkpoint`).
+            // sides differ in how much WAL they write (see `settle`).
             let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let toggle = ["enable", "disable"][i];

@@ -17,9 +17,9 @@
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
 //! (8), BENCH_POOLED_ROUNDS (3);
-//! BENCH_QUICK=1 for a smoke run; BENCH_CHECKPOINT=0 (no CHECKPOINT before each run); BENCH_KEEP=1
-//! keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts there
-//! (same-OP.sql, plain-OP.sql), to run pgbench by hand.
+//! BENCH_QUICK=1 for a smoke run; BENCH_SETTLE=0 (no VACUUM and CHECKPOINT before each run);
+//! BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts
+//! there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
 
 mod support;
 
@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
             let mut got: [(f64, Vec<Vec<f64>>); 3] = Default::default();
             let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
             for side in order {
-                checkpoint(&db).await;
+                settle(&db).await;
                 let before = cpu(postmaster);
                 got[side] = match side {
                     0 => run_mix(&db, &data, clients, seconds).await,
@@ -194,9 +194,9 @@ async fn main() -> anyhow::Result<()> {
         let (mut direct_ops, mut pooled_ops) = (0.0, 0.0);
         let rounds = knob("BENCH_POOLED_ROUNDS", 3, 1);
         for _ in 0..rounds {
-            checkpoint(&db).await;
+            settle(&db).await;
             direct_ops += run_mix(&db, &data, clients, seconds).await.0;
-            checkpoint(&db).await;
+            settle(&db).await;
             pooled_ops += run_mix(&pooled, &data, clients, seconds).await.0;
         }
         println!();

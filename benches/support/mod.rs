@@ -85,23 +85,33 @@ pub async fn drop_database(server: &str, name: &str) {
     }
 }
 
-/// Starts a run from the same place as every other: a CHECKPOINT first, so that each side pays
-/// the full-page images of the pages it touches first (the mix writes over a million tasks at
-/// random, and a checkpoint falling inside one side's run and not the other's moves its rate by
-/// a fifth). For sides that write the same rows; not for a comparison of how much WAL two sides
-/// write (audit on and off), where starting every run at a checkpoint would inflate the shared
-/// cost of full-page images and flatter the ratio. BENCH_CHECKPOINT=0 turns it off. Returns
-/// false, once saying why, where the login may not checkpoint (PostgreSQL 15 needs superuser or
+/// Starts a run from the same place as every other, as pgbench does by vacuuming first: VACUUM of
+/// the tables the runs write, then a CHECKPOINT. The vacuum leaves nothing for autovacuum to
+/// start inside the run (a vacuum of the task table or the audit log, its CPU counted against
+/// whichever side happened to be running); the checkpoint makes each side pay the full-page
+/// images of the pages it touches first (the mix writes over a million tasks at random, and a
+/// checkpoint falling inside one side's run and not the other's moves its rate by a fifth).
+/// For sides that write the same rows; not for a comparison of how much WAL two sides write
+/// (audit on and off), where starting every run at a checkpoint would inflate the shared cost of
+/// full-page images and flatter the ratio. BENCH_SETTLE=0 turns it off. Returns false, once
+/// saying why, where the login may not checkpoint (PostgreSQL 15 needs superuser or
 /// pg_checkpoint): the runs then start wherever the server's own checkpoints are.
-pub async fn checkpoint(db: &Db) -> bool {
+pub async fn settle(db: &Db) -> bool {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    if std::env::var("BENCH_CHECKPOINT").is_ok_and(|v| v == "0") {
+    if std::env::var("BENCH_SETTLE").is_ok_and(|v| v == "0") {
         return false;
     }
-    match db.admin().batch("checkpoint").await {
+    // Two batches: several statements in one would be one transaction, which VACUUM refuses.
+    let admin = db.admin();
+    match async {
+        admin.batch("vacuum tasks, tags, task_tags, audit.log").await?;
+        admin.batch("checkpoint").await
+    }
+    .await
+    {
         Ok(()) => true,
         Err(e) => {
-            WARNED.call_once(|| println!("(no CHECKPOINT between runs: {e})"));
+            WARNED.call_once(|| println!("(no VACUUM and CHECKPOINT between runs: {e})"));
             false
         }
     }
