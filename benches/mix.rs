@@ -135,8 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let postmaster = postmaster_pid(&db).await;
     for &clients in &concurrency {
         let mut sides: [(f64, Vec<Vec<f64>>); 3] = Default::default();
-        // Per side: CPU seconds of the server and of the client, and operations run.
-        let mut spent = [(0.0, 0.0, 0.0); 3];
+        let mut spent = [Spent::default(); 3];
         let mut per_round = Vec::new();
         for round in 0..rounds {
             let mut got: [(f64, Vec<Vec<f64>>); 3] = Default::default();
@@ -151,9 +150,10 @@ async fn main() -> anyhow::Result<()> {
                 };
                 if let (Some(before), Some(after)) = (before, cpu(postmaster)) {
                     let used = after - before;
-                    let client = if side == 0 { used.client } else { used.children };
                     let s = &mut spent[side];
-                    (s.0, s.1, s.2) = (s.0 + used.server, s.1 + client, s.2 + got[side].0 * seconds as f64);
+                    s.server += used.server;
+                    s.client += if side == 0 { used.client } else { used.children };
+                    s.ops += got[side].0 * seconds as f64;
                 }
             }
             per_round.push(format!("{:.2}/{:.2}", got[0].0 / got[1].0, got[0].0 / got[2].0));
@@ -250,17 +250,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds of the server and of the client, and the operations run, over a side's runs.
+#[derive(Clone, Copy, Default)]
+struct Spent {
+    server: f64,
+    client: f64,
+    ops: f64,
+}
+
 /// One side's row: ops/s, p50/p99 overall and per operation, and CPU microseconds per operation
 /// on the server and in the client (`-` where /proc does not show the server).
-fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>, (server, client, done): (f64, f64, f64)) {
+fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>, spent: Spent) {
     let mut all: Vec<f64> = lat.iter().flatten().copied().collect();
     let cell = |v: &mut Vec<f64>| format!("{:.2}/{:.2}", percentile(v, 0.5), percentile(v, 0.99));
     let mut line = format!("{:<8} {:<16} {:>8.0} {:>13}", clients, side, ops, cell(&mut all));
     for v in lat.iter_mut() {
         line.push_str(&format!(" {:>13}", cell(v)));
     }
-    let us = |cpu: f64| if server > 0.0 && done > 0.0 { format!("{:.0}", cpu * 1e6 / done) } else { "-".into() };
-    line.push_str(&format!(" {:>11}", format!("{}/{}", us(server), us(client))));
+    let measured = spent.server > 0.0 && spent.ops > 0.0;
+    let us = |cpu: f64| if measured { format!("{:.0}", cpu * 1e6 / spent.ops) } else { "-".into() };
+    line.push_str(&format!(" {:>11}", format!("{}/{}", us(spent.server), us(spent.client))));
     println!("{line}");
 }
 
