@@ -96,7 +96,7 @@ impl View for PriorityCounts {
     fn from_row(r: &Row) -> Result<Self> {
         Ok(PriorityCounts {
             user_id: r.get(0),
-            priority: r.get::<_, String>(1).parse()?,
+            priority: r.get::<_, &str>(1).parse()?,
             total: r.get(2),
             completed: r.get(3),
             pending: r.get(4),
@@ -128,7 +128,7 @@ impl View for OverdueTask {
             task_id: r.get(0),
             user_id: r.get(1),
             title: r.get(2),
-            priority: r.get::<_, String>(3).parse()?,
+            priority: r.get::<_, &str>(3).parse()?,
             due_at: r.get(4),
             overdue_seconds: r.get(5),
         })
@@ -158,7 +158,7 @@ impl View for CompletedTask {
             task_id: r.get(0),
             user_id: r.get(1),
             title: r.get(2),
-            priority: r.get::<_, String>(3).parse()?,
+            priority: r.get::<_, &str>(3).parse()?,
             completed_at: r.get(4),
             due_at: r.get(5),
         })
@@ -233,7 +233,7 @@ impl View for TaskWithTags {
             task_id: r.get(0),
             user_id: r.get(1),
             title: r.get(2),
-            priority: r.get::<_, String>(3).parse()?,
+            priority: r.get::<_, &str>(3).parse()?,
             completed: r.get(4),
             due_at: r.get(5),
             tag_names: r.get(6),

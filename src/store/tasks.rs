@@ -85,7 +85,7 @@ pub(crate) fn task_from_row(r: &Row) -> Result<Task> {
         user_id: UserId(r.get(1)),
         title: r.get(2),
         description: r.get(3),
-        priority: r.get::<_, String>(4).parse()?,
+        priority: r.get::<_, &str>(4).parse()?,
         completed: r.get(5),
         completed_at: r.get(6),
         due_at: r.get(7),
