@@ -252,10 +252,16 @@ pub const ALL: &[(&str, &str, &[&str])] = &[
     (TaskWithTags::NAME, TaskWithTags::DESCRIPTION, TaskWithTags::COLUMNS),
 ];
 
-/// Sets the report's time zone and window for this transaction; `now() at time zone` makes an
-/// unknown zone an error here rather than a silently wrong report.
-pub const SETTINGS: &str =
-    "select set_config('app.time_zone', $1, true), set_config('app.recent_days', $2, true), now() at time zone $1";
+/// The select list that sets a report's time zone (`$tz`) and window (`$tz + 1`) for this
+/// transaction; `now() at time zone` makes an unknown zone an error here rather than a silently
+/// wrong report. A user's read adds it to the scope's identity statement ([`crate::db::UserScope`]);
+/// [`read_all`] sends it as a statement of its own.
+pub(crate) fn settings_columns(tz: usize) -> String {
+    format!(
+        "set_config('app.time_zone', ${tz}, true), set_config('app.recent_days', ${}, true), now() at time zone ${tz}",
+        tz + 1
+    )
+}
 
 struct Prepared {
     sql: String,
@@ -321,7 +327,8 @@ pub async fn read_all<V: View>(db: &Db, o: &ReportOptions) -> Result<Vec<V>> {
     let p = prepare::<V>(o)?;
     let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
     let query: [&(dyn ToSql + Sync); 3] = [&o.user, &p.limit, &p.offset];
-    finish(db.reporting().pipeline(&[Stmt::new(SETTINGS, &settings), Stmt::new(&p.sql, &query)]).await)
+    let sql = format!("select {}", settings_columns(1));
+    finish(db.reporting().pipeline(&[Stmt::new(&sql, &settings), Stmt::new(&p.sql, &query)]).await)
 }
 
 fn json<V: View>(rows: Vec<V>) -> Result<Vec<serde_json::Value>> {

@@ -62,14 +62,7 @@ impl Identity {
             settings.lock_timeout.as_millis()
         );
         let context = ", set_config('app.request_id', $2, true), set_config('app.reason', $3, true)";
-        // `now() at time zone` makes an unknown zone an error here, not a silently wrong report.
-        let report = |tz: usize| {
-            format!(
-                ", set_config('app.time_zone', ${tz}, true), set_config('app.recent_days', ${}, true), \
-                 now() at time zone ${tz}",
-                tz + 1
-            )
-        };
+        let report = |tz: usize| format!(", {}", crate::views::settings_columns(tz));
         let sql = [
             plain.clone(),
             format!("{plain}{context}"),
