@@ -21,8 +21,8 @@ use todo_db::{seed, Db};
 use support::*;
 
 const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-    t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name) from task_tags tt \
-    join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}')";
+    t.due_at, t.created_at, t.updated_at, array(select g.name from task_tags tt \
+    join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id)";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -257,9 +257,10 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         db.pool_settings().statement_timeout.as_millis(),
         db.pool_settings().lock_timeout.as_millis()
     );
-    const LIST: &str = "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-        t.due_at, t.created_at, t.updated_at, coalesce((select array_agg(g.name) from task_tags tt \
-        join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id), '{}') \
+    const LIST: &str =
+        "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
+        t.due_at, t.created_at, t.updated_at, array(select g.name from task_tags tt \
+        join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id) \
         from tasks t where t.user_id = $1 and t.completed = $2 order by t.created_at desc, t.id desc limit $3";
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \

@@ -48,9 +48,9 @@ fn fields(t: &str) -> String {
 /// The columns of a task query as tasks.rs writes them: the fields and the tag names.
 fn columns(t: &str) -> String {
     format!(
-        "{}, coalesce((select array_agg(g.name) \
+        "{}, array(select g.name \
          from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
-         where tt.user_id = {t}.user_id and tt.task_id = {t}.id), '{{}}') as tags",
+         where tt.user_id = {t}.user_id and tt.task_id = {t}.id) as tags",
         fields(t)
     )
 }
@@ -377,9 +377,9 @@ fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<Str
          select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {task_user}), \
          attached as (insert into task_tags (user_id, task_id, tag_id) select {task_user}, {task_id}, id from chosen \
          on conflict do nothing) \
-         select {}, coalesce((select array_agg(n) from (select g.name from task_tags tt \
+         select {}, array(select g.name from task_tags tt \
          join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id \
-         union all select name from chosen) x(n)), '{{}}') as tags from tasks t where t.id = {task_id};\n",
+         union all select name from chosen) as tags from tasks t where t.id = {task_id};\n",
         fields("t")
     );
     let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
