@@ -257,18 +257,19 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         db.pool_settings().statement_timeout.as_millis(),
         db.pool_settings().lock_timeout.as_millis()
     );
-    const LIST: &str =
-        "select t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-        t.due_at, t.created_at, t.updated_at, array(select g.name from task_tags tt \
-        join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id) \
-        from tasks t where t.user_id = $1 and t.completed = $2 order by t.created_at desc, t.id desc limit $3";
+    let list = format!(
+        "select {TASK_COLUMNS} from tasks t where t.user_id = $1 and t.completed = $2 \
+         order by t.created_at desc, t.id desc limit $3"
+    );
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
         completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
-    let list_rls = LIST.replace("t.user_id = $1 and t.completed = $2", "t.completed = $1").replace("$3", "$2");
-    let (db, ids, list_rls, timeouts) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(list_rls), Arc::new(timeouts));
+    let list_rls = list.replace("t.user_id = $1 and t.completed = $2", "t.completed = $1").replace("$3", "$2");
+    let (db, ids, timeouts) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(timeouts));
+    let (list, list_rls) = (Arc::new(list), Arc::new(list_rls));
     closed_loop(clients, seconds, move || {
-        let (db, ids, list_rls, timeouts) = (db.clone(), ids.clone(), list_rls.clone(), timeouts.clone());
+        let (db, ids, timeouts) = (db.clone(), ids.clone(), timeouts.clone());
+        let (list, list_rls) = (list.clone(), list_rls.clone());
         async move {
             let user = ids[rand::thread_rng().gen_range(0..ids.len())];
             let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
@@ -279,7 +280,7 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
             let statement = match (create, side) {
                 (true, _) => Stmt::new(CREATE, &create_params),
                 (false, Side::Rls) => Stmt::new(&list_rls, &list_params[1..]),
-                (false, _) => Stmt::new(LIST, &list_params),
+                (false, _) => Stmt::new(&list, &list_params),
             };
             let result = match side {
                 Side::Rls => db.user(UserId(user)).pipeline(&[statement]).await,
