@@ -142,9 +142,17 @@ const AUDITED: [&str; 4] = ["users", "tags", "tasks", "task_tags"];
 /// already exists (the data would collide); say so rather than half-load.
 pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {
     spec.validate()?;
+    let mut conn = db.admin().connection().await?;
+    let result = load_on(&mut conn, db, spec, progress).await;
+    if let Err(e) = &result {
+        crate::db::discard_if_ended(conn, e);
+    }
+    result
+}
+
+async fn load_on(conn: &mut crate::db::Conn, db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
-    let mut conn = db.admin().connection().await?;
     let exists =
         conn.query_opt("select 1 from users where lower(email) = $1", &[&spec.email(0)]).await.map_err(fail)?;
     if exists.is_some() {

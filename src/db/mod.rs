@@ -303,6 +303,15 @@ impl Db {
     }
 }
 
+/// Drops `conn` instead of returning it to the pool when `e` means the server ended its session
+/// (the driver may not have seen the socket close yet, so the pool's check could hand the dead
+/// connection to the next caller).
+pub(crate) fn discard_if_ended(conn: Conn, e: &Error) {
+    if scope::ends_session(e) {
+        drop(deadpool::managed::Object::take(conn));
+    }
+}
+
 /// Closes overflow connections that have been idle for `overflow_idle`, keeping `size` open, and
 /// connections past their lifetime, so a burst does not pin 50 server connections forever.
 async fn reap_overflow(pool: pool::Pool, settings: PoolSettings) {

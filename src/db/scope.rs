@@ -200,10 +200,9 @@ async fn pipelined_once(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]
     let conn = db.acquire().await?;
     let deadline = db.pool_settings().statement_timeout + std::time::Duration::from_secs(2);
     match tokio::time::timeout(deadline, flight(db, &conn, identity, stmts)).await {
-        Ok(Err(e)) if ends_session(&e) => {
-            // The server ended the session (its answer is the last thing it sent): the driver
-            // may not have seen the connection close yet, so it must not go back to the pool.
-            drop(deadpool::managed::Object::take(conn));
+        Ok(Err(e)) => {
+            // The server may have ended the session (its answer is the last thing it sent).
+            super::discard_if_ended(conn, &e);
             Err(e)
         }
         Ok(result) => result,
@@ -223,7 +222,7 @@ async fn pipelined_once(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stmt<'_>]
 
 /// Whether `e` means the server closed the session: the connection is gone (or going), not just
 /// the statement that failed.
-fn ends_session(e: &Error) -> bool {
+pub(super) fn ends_session(e: &Error) -> bool {
     match e {
         Error::Unavailable { .. } => true,
         // admin_shutdown, crash_shutdown, idle_session_timeout, idle_in_transaction timeout, and
