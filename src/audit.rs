@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{Db, UserScope};
+use crate::db::{Conn, Db, UserScope};
 use crate::error::{Error, Result};
 use crate::model::{Page, TaskId, UserId};
 
@@ -207,13 +207,16 @@ pub async fn restore_task(
     if dry_run || plan.is_noop() {
         return Ok(plan);
     }
-    let mut conn = db.admin().connection().await?;
-    let pg = |e| db.map_err(e);
-    let tx = conn.transaction().await.map_err(pg)?;
-    let reason = format!("restore of task {} as of {}", task.0, as_of);
-    tx.execute("select set_config('app.reason', $1, true)", &[&reason]).await.map_err(pg)?;
-    apply_task(&tx, &plan, &then).await.map_err(pg)?;
-    tx.commit().await.map_err(pg)?;
+    db.admin()
+        .with_connection(async |conn| {
+            let pg = |e| db.map_err(e);
+            let tx = conn.transaction().await.map_err(pg)?;
+            let reason = format!("restore of task {} as of {}", task.0, as_of);
+            tx.execute("select set_config('app.reason', $1, true)", &[&reason]).await.map_err(pg)?;
+            apply_task(&tx, &plan, &then).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })
+        .await?;
     plan.applied = true;
     Ok(plan)
 }
@@ -386,12 +389,26 @@ pub async fn restore_user(
         return Ok(plan);
     }
 
-    let mut conn = admin.connection().await?;
+    admin.with_connection(async |conn| apply_user(conn, db, &plan, &tag_states, &tasks).await).await?;
+    plan.tasks = tasks.into_iter().map(|(p, _)| p).collect();
+    plan.applied = true;
+    Ok(plan)
+}
+
+/// Applies a user restore's plan in one audited transaction.
+async fn apply_user(
+    conn: &mut Conn,
+    db: &Db,
+    plan: &UserRestorePlan,
+    tag_states: &[Option<serde_json::Value>],
+    tasks: &[(RestorePlan, Option<serde_json::Value>)],
+) -> Result<()> {
+    let (user, as_of) = (plan.user, plan.as_of);
     let pg = |e| db.map_err(e);
     let tx = conn.transaction().await.map_err(pg)?;
-    let reason = format!("restore of user {} as of {}", user.0, as_of);
+    let reason = format!("restore of user {user} as of {as_of}");
     tx.execute("select set_config('app.reason', $1, true)", &[&reason]).await.map_err(pg)?;
-    for (t, then) in plan.tags.iter().zip(&tag_states) {
+    for (t, then) in plan.tags.iter().zip(tag_states) {
         match t.action {
             "recreate" => {
                 tx.execute("insert into tags select * from jsonb_populate_record(null::tags, $1)", &[then])
@@ -410,16 +427,13 @@ pub async fn restore_user(
             _ => {}
         }
     }
-    for (task, then) in &tasks {
+    for (task, then) in tasks {
         apply_task(&tx, task, then).await.map_err(pg)?;
     }
     for t in plan.tags.iter().filter(|t| t.action == "delete") {
         tx.execute("delete from tags where id = $1", &[&t.tag]).await.map_err(pg)?;
     }
-    tx.commit().await.map_err(pg)?;
-    plan.tasks = tasks.into_iter().map(|(p, _)| p).collect();
-    plan.applied = true;
-    Ok(plan)
+    tx.commit().await.map_err(pg)
 }
 
 /// A seal: the SHA-256 chain over a range of entries.
@@ -479,7 +493,11 @@ pub async fn seal(db: &Db, wait: Duration) -> Result<Option<Seal>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut conn = admin.connection().await?;
+    admin.with_connection(async |conn| seal_upto(conn, db, upto).await).await
+}
+
+/// Chains the entries after the last seal up to `upto` and stores the seal.
+async fn seal_upto(conn: &mut Conn, db: &Db, upto: i64) -> Result<Option<Seal>> {
     let pg = |e| db.map_err(e);
     let tx = conn.transaction().await.map_err(pg)?;
     tx.execute("select pg_advisory_xact_lock(7402001)", &[]).await.map_err(pg)?;
@@ -531,7 +549,10 @@ pub struct Pruned {
 /// the last seal whose every entry is older than `before`. The prune is recorded in
 /// `audit.prune`, and `verify` keeps checking the seal chain across the removed range.
 pub async fn prune(db: &Db, before: OffsetDateTime) -> Result<Pruned> {
-    let mut conn = db.admin().connection().await?;
+    db.admin().with_connection(async |conn| prune_on(conn, db, before).await).await
+}
+
+async fn prune_on(conn: &mut Conn, db: &Db, before: OffsetDateTime) -> Result<Pruned> {
     let pg = |e| db.map_err(e);
     let tx = conn.transaction().await.map_err(pg)?;
     tx.execute("select pg_advisory_xact_lock(7402001)", &[]).await.map_err(pg)?;

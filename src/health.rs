@@ -288,10 +288,14 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
     Ok(match name {
         "connection" => {
             let started = Instant::now();
-            let conn = db.admin().connection().await?;
-            let ping = Instant::now();
-            conn.simple_query("select 1").await.map_err(|e| Error::from_pg(e, &db.target().to_string()))?;
-            let ms = ping.elapsed().as_secs_f64() * 1000.0;
+            let ms = db
+                .admin()
+                .with_connection(async |conn| {
+                    let ping = Instant::now();
+                    conn.simple_query("select 1").await.map_err(|e| db.map_err(e))?;
+                    Ok(ping.elapsed().as_secs_f64() * 1000.0)
+                })
+                .await?;
             let s = t.latency.above(ms);
             let msg = format!(
                 "reachable; round trip {ms:.1} ms (connection ready in {:.1} ms){}",
@@ -522,8 +526,7 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
             }
         },
         "migrations" => {
-            let conn = db.admin().connection().await?;
-            let status = schema::status(&conn).await?;
+            let status = db.admin().with_connection(async |conn| schema::status(conn).await).await?;
             let count = |st| status.iter().filter(|s| s.state == st).count();
             let (pending, modified, unknown) = (
                 count(schema::MigrationState::Pending),

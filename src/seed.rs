@@ -142,12 +142,7 @@ const AUDITED: [&str; 4] = ["users", "tags", "tasks", "task_tags"];
 /// already exists (the data would collide); say so rather than half-load.
 pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {
     spec.validate()?;
-    let mut conn = db.admin().connection().await?;
-    let result = load_on(&mut conn, db, spec, progress).await;
-    if let Err(e) = &result {
-        crate::db::discard_if_ended(conn, e);
-    }
-    result
+    db.admin().with_connection(async |conn| load_on(conn, db, spec, progress).await).await
 }
 
 async fn load_on(conn: &mut crate::db::Conn, db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {

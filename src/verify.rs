@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::db::{Conn, Db};
 use crate::error::Result;
 use crate::schema::{self, MigrationState};
 
@@ -43,9 +43,12 @@ fn component(kind: &'static str, name: impl Into<String>, ok: bool, detail: impl
 /// Checks the connection, the server version, migrations, roles, and every table, RLS setting,
 /// constraint, index and trigger the schema defines.
 pub async fn verify(db: &Db) -> Result<Report> {
-    let mut out = Vec::new();
     let started = Instant::now();
-    let conn = db.admin().connection().await?;
+    db.admin().with_connection(async |conn| verify_on(db, conn, started).await).await
+}
+
+async fn verify_on(db: &Db, conn: &Conn, started: Instant) -> Result<Report> {
+    let mut out = Vec::new();
     let pg = |e| db.map_err(e);
     let row = conn.query_one("select current_setting('server_version_num')::int, version()", &[]).await.map_err(pg)?;
     out.push(component(
@@ -64,7 +67,7 @@ pub async fn verify(db: &Db) -> Result<Report> {
         if num >= 150000 { short } else { format!("{short}: todo-db needs PostgreSQL 15 or newer") },
     ));
 
-    for m in schema::status(&conn).await? {
+    for m in schema::status(conn).await? {
         let (ok, detail) = match m.state {
             MigrationState::Applied => (true, "applied".to_string()),
             MigrationState::Pending => (false, "pending: run `todo-db init`".to_string()),

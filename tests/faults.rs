@@ -362,3 +362,37 @@ async fn a_session_ended_by_idle_in_transaction_timeout_is_replaced_not_reused()
     assert_eq!(n, 1, "committed on a fresh session, not swallowed by a dead transaction");
     db.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_work_cut_off_by_the_server_does_not_return_its_dead_connection_to_the_pool() {
+    let t = TestDb::new().await;
+    let mut s = settings();
+    s.pool.size = 1;
+    let db = Db::connect_url(&t.url, &s).await.unwrap();
+    assert_eq!(db.pool_status().open, 1);
+    let kill_self = "select pg_terminate_backend(pg_backend_pid())";
+    // A statement, a batch and multi-statement work: each ends its own session.
+    let err = db.admin().query(kill_self, &[]).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(db.pool_status().open, 0, "the dead connection left the pool at once");
+    db.admin().query("select 1", &[]).await.unwrap();
+    let err = db.admin().batch(kill_self).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(db.pool_status().open, 0);
+    db.admin().query("select 1", &[]).await.unwrap();
+    let err = db
+        .admin()
+        .with_connection(async |conn| {
+            let pid: i32 = conn.query_one("select pg_backend_pid()", &[]).await.expect("pid").get(0);
+            t.db.admin().query("select pg_terminate_backend($1, 5000)", &[&pid]).await.expect("terminate");
+            todo_db::schema::status(conn).await
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(db.pool_status().open, 0);
+    // The next owner work gets a live session, not the one the server ended.
+    let pid: i32 = db.admin().query("select pg_backend_pid()", &[]).await.unwrap()[0].get(0);
+    assert!(pid > 0);
+    db.close();
+}

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::db::Db;
+use crate::db::{Conn, Db};
 use crate::error::{Error, Result};
 use crate::schema;
 
@@ -191,11 +191,22 @@ pub async fn create(db: &Db, out: &Path, options: &CreateOptions, progress: Arc<
 }
 
 async fn create_in(db: &Db, dir: &Path, options: &CreateOptions, progress: Arc<Progress>) -> Result<Manifest> {
+    let audit_seal = crate::audit::seal(db, std::time::Duration::from_secs(30)).await?.map(|s| s.id);
+    db.admin().with_connection(async |lead| dump_all(lead, db, dir, options, progress, audit_seal).await).await
+}
+
+/// Dumps every table on `options.workers` connections that all read the snapshot `lead` exports.
+async fn dump_all(
+    lead: &mut Conn,
+    db: &Db,
+    dir: &Path,
+    options: &CreateOptions,
+    progress: Arc<Progress>,
+    audit_seal: Option<i64>,
+) -> Result<Manifest> {
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
-    let audit_seal = crate::audit::seal(db, std::time::Duration::from_secs(30)).await?.map(|s| s.id);
     // The snapshot every worker reads: exported by a transaction that stays open until they end.
-    let mut lead = db.admin().connection().await?;
     let tx = lead
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -226,24 +237,26 @@ async fn create_in(db: &Db, dir: &Path, options: &CreateOptions, progress: Arc<P
             (db.clone(), queue.clone(), entries.clone(), snapshot.clone(), dir.to_path_buf(), progress.clone());
         let key = options.key.clone();
         handles.push(tokio::spawn(async move {
-            let mut conn = db.admin().connection().await?;
-            let target = db.target().to_string();
-            let fail = |e| Error::from_pg(e, &target);
-            let tx = conn
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
+            db.admin()
+                .with_connection(async |conn| {
+                    let target = db.target().to_string();
+                    let fail = |e| Error::from_pg(e, &target);
+                    let tx = conn
+                        .build_transaction()
+                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                        .await
+                        .map_err(fail)?;
+                    tx.batch_execute(&format!("set transaction snapshot '{snapshot}'")).await.map_err(fail)?;
+                    loop {
+                        let Some(table) = queue.lock().expect("not poisoned").pop_front() else { break };
+                        let entry = dump_table(&tx, &table, &dir, key.as_ref(), &progress).await?;
+                        entries.lock().expect("not poisoned").push(entry);
+                    }
+                    tx.commit().await.map_err(fail)
+                })
                 .await
-                .map_err(fail)?;
-            tx.batch_execute(&format!("set transaction snapshot '{snapshot}'")).await.map_err(fail)?;
-            loop {
-                let Some(table) = queue.lock().expect("not poisoned").pop_front() else { break };
-                let entry = dump_table(&tx, &table, &dir, key.as_ref(), &progress).await?;
-                entries.lock().expect("not poisoned").push(entry);
-            }
-            tx.commit().await.map_err(fail)?;
-            Ok::<_, Error>(())
         }));
     }
     for h in handles {
@@ -493,7 +506,6 @@ pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Ar
     let replace = options.replace;
     let manifest = Manifest::read(dir)?;
     let key = manifest.key(options.key.as_ref())?;
-    let version = manifest.migration_version();
     for m in &manifest.migrations {
         match schema::MIGRATIONS.iter().find(|k| k.version == m.version) {
             None => {
@@ -514,10 +526,33 @@ pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Ar
             Some(_) => {}
         }
     }
+    let (rows, migrated_forward) = db
+        .admin()
+        .with_connection(async |conn| load_all(conn, db, dir, &manifest, key, replace, progress).await)
+        .await?;
+    Ok(RestoreReport {
+        target: db.target().to_string(),
+        rows,
+        tables: manifest.tables.len(),
+        migrated_forward,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Loads every table of the backup in `dir` in one transaction on `conn` (see [`restore`]):
+/// the rows loaded, and the migrations applied after.
+async fn load_all(
+    conn: &mut Conn,
+    db: &Db,
+    dir: &Path,
+    manifest: &Manifest,
+    key: Option<&Key>,
+    replace: bool,
+    progress: Arc<Progress>,
+) -> Result<(u64, Vec<i32>)> {
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
-    let mut conn = db.admin().connection().await?;
-    schema::migrate_to(&mut conn, Some(version)).await?;
+    schema::migrate_to(conn, Some(manifest.migration_version())).await?;
     if !replace {
         let any: bool = conn
             .query_one(
@@ -625,15 +660,9 @@ pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Ar
         }
     }
     tx.commit().await.map_err(fail)?;
-    let migrated_forward = schema::migrate(&mut conn).await?.iter().map(|a| a.version).collect();
+    let migrated_forward = schema::migrate(conn).await?.iter().map(|a| a.version).collect();
     conn.batch_execute(&format!("analyze {}", tables.join(", "))).await.map_err(fail)?;
-    Ok(RestoreReport {
-        target,
-        rows,
-        tables: manifest.tables.len(),
-        migrated_forward,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((rows, migrated_forward))
 }
 
 /// Streams one table's file into COPY, decompressing and hashing on a blocking thread; the

@@ -141,8 +141,7 @@ async fn livez() -> &'static str {
 /// The database answers within the deadline and its migrations are current.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let check = async {
-        let conn = state.db.admin().connection().await?;
-        let status = todo_db::schema::status(&conn).await?;
+        let status = state.db.admin().with_connection(async |conn| todo_db::schema::status(conn).await).await?;
         let behind: Vec<String> = status
             .iter()
             .filter(|s| s.state != todo_db::schema::MigrationState::Applied)

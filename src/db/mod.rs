@@ -357,12 +357,21 @@ impl Admin {
 
     async fn query_on(db: &Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = db.acquire().await?;
-        if db.unnamed_statements() {
-            let typed = scope::typed_params(sql, params)?;
-            return conn.query_typed(sql, &typed).await.map_err(|e| db.map_err(e));
+        let out = if db.unnamed_statements() {
+            match scope::typed_params(sql, params) {
+                Ok(typed) => conn.query_typed(sql, &typed).await.map_err(|e| db.map_err(e)),
+                Err(e) => Err(e),
+            }
+        } else {
+            match conn.prepare_cached(sql).await {
+                Ok(stmt) => conn.query(&stmt, params).await.map_err(|e| db.map_err(e)),
+                Err(e) => Err(db.map_err(e)),
+            }
+        };
+        if let Err(e) = &out {
+            discard_if_ended(conn, e);
         }
-        let stmt = conn.prepare_cached(sql).await.map_err(|e| db.map_err(e))?;
-        conn.query(&stmt, params).await.map_err(|e| db.map_err(e))
+        out
     }
 
     pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
@@ -383,11 +392,23 @@ impl Admin {
 
     /// Statements separated by `;`, no parameters, in one implicit transaction.
     pub async fn batch(&self, sql: &str) -> Result<()> {
-        let conn = self.db.acquire().await?;
-        conn.batch_execute(sql).await.map_err(|e| self.db.map_err(e))
+        self.with_connection(async |conn| conn.batch_execute(sql).await.map_err(|e| self.db.map_err(e))).await
     }
 
-    /// A pooled connection for multi-statement owner work (a transaction, COPY).
+    /// Runs `work` on one pooled connection: multi-statement owner work (a transaction, COPY).
+    /// When `work` fails because the server ended the session, the connection is dropped instead
+    /// of going back to the pool, so the next caller does not get a dead one.
+    pub async fn with_connection<T>(&self, work: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.db.acquire().await?;
+        let out = work(&mut conn).await;
+        if let Err(e) = &out {
+            discard_if_ended(conn, e);
+        }
+        out
+    }
+
+    /// A pooled connection to hold: the caller owns it, and must not return it to the pool after
+    /// an error that ended the session (see [`Admin::with_connection`], which does that).
     pub async fn connection(&self) -> Result<Conn> {
         self.db.acquire().await
     }

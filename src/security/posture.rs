@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::db::{Conn, Db};
 use crate::error::Result;
 use crate::schema;
 
@@ -28,13 +28,16 @@ pub async fn check(db: &Db) -> Result<Vec<Finding>> {
 
 /// Runs every check, treating `app_role` as the application's role.
 pub async fn check_role(db: &Db, app_role: &str) -> Result<Vec<Finding>> {
-    let conn = db.admin().connection().await?;
+    db.admin().with_connection(async |conn| check_on(conn, db, app_role).await).await
+}
+
+async fn check_on(conn: &Conn, db: &Db, app_role: &str) -> Result<Vec<Finding>> {
     let pg = |e| db.map_err(e);
     let mut out = Vec::new();
-    out.extend(role_findings(&conn, app_role).await.map_err(pg)?);
+    out.extend(role_findings(conn, app_role).await.map_err(pg)?);
     if let Some(login) = db.app_login() {
         // The login user scopes run as (APP_DATABASE_URL): bound by RLS like the app role.
-        out.extend(role_findings(&conn, login).await.map_err(pg)?);
+        out.extend(role_findings(conn, login).await.map_err(pg)?);
         let member: bool = conn
             .query_one(
                 "select exists (select 1 from pg_roles a where a.rolname = $2 and pg_has_role($1, a.oid, 'usage'))",
