@@ -207,13 +207,7 @@ async fn dump_all(
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
     // The snapshot every worker reads: exported by a transaction that stays open until they end.
-    let tx = lead
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(fail)?;
+    let tx = read_only_snapshot(lead).await.map_err(fail)?;
     let snapshot: String = tx.query_one("select pg_export_snapshot()", &[]).await.map_err(fail)?.get(0);
     let migrations = tx
         .query("select version, name, checksum from todo_db_migrations order by version", &[])
@@ -241,13 +235,7 @@ async fn dump_all(
                 .with_connection(async |conn| {
                     let target = db.target().to_string();
                     let fail = |e| Error::from_pg(e, &target);
-                    let tx = conn
-                        .build_transaction()
-                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()
-                        .await
-                        .map_err(fail)?;
+                    let tx = read_only_snapshot(conn).await.map_err(fail)?;
                     tx.batch_execute(&format!("set transaction snapshot '{snapshot}'")).await.map_err(fail)?;
                     loop {
                         let Some(table) = queue.lock().expect("not poisoned").pop_front() else { break };
@@ -284,6 +272,17 @@ async fn dump_all(
         let _ = d.sync_all();
     }
     Ok(manifest)
+}
+
+/// A read-only, repeatable-read transaction: one snapshot for everything a backup connection reads.
+async fn read_only_snapshot(
+    conn: &mut Conn,
+) -> std::result::Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    conn.build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
 }
 
 /// The table's columns in order (dropped ones skipped).
