@@ -357,17 +357,15 @@ impl Admin {
 
     async fn query_on(db: &Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let conn = db.acquire().await?;
-        let out = if db.unnamed_statements() {
-            match scope::typed_params(sql, params) {
-                Ok(typed) => conn.query_typed(sql, &typed).await.map_err(|e| db.map_err(e)),
-                Err(e) => Err(e),
+        let out = async {
+            if db.unnamed_statements() {
+                let typed = scope::typed_params(sql, params)?;
+                return conn.query_typed(sql, &typed).await.map_err(|e| db.map_err(e));
             }
-        } else {
-            match conn.prepare_cached(sql).await {
-                Ok(stmt) => conn.query(&stmt, params).await.map_err(|e| db.map_err(e)),
-                Err(e) => Err(db.map_err(e)),
-            }
-        };
+            let stmt = conn.prepare_cached(sql).await.map_err(|e| db.map_err(e))?;
+            conn.query(&stmt, params).await.map_err(|e| db.map_err(e))
+        }
+        .await;
         if let Err(e) = &out {
             discard_if_ended(conn, e);
         }
