@@ -44,10 +44,10 @@ fn component(kind: &'static str, name: impl Into<String>, ok: bool, detail: impl
 /// constraint, index and trigger the schema defines.
 pub async fn verify(db: &Db) -> Result<Report> {
     let started = Instant::now();
-    db.admin().with_connection(async |conn| verify_on(db, conn, started).await).await
+    db.admin().with_connection(async |conn| verify_on(conn, db, started).await).await
 }
 
-async fn verify_on(db: &Db, conn: &Conn, started: Instant) -> Result<Report> {
+async fn verify_on(conn: &Conn, db: &Db, started: Instant) -> Result<Report> {
     let mut out = Vec::new();
     let pg = |e| db.map_err(e);
     let row = conn.query_one("select current_setting('server_version_num')::int, version()", &[]).await.map_err(pg)?;

@@ -371,7 +371,7 @@ async fn owner_work_cut_off_by_the_server_does_not_return_its_dead_connection_to
     let db = Db::connect_url(&t.url, &s).await.unwrap();
     assert_eq!(db.pool_status().open, 1);
     let kill_self = "select pg_terminate_backend(pg_backend_pid())";
-    // A statement, a batch and multi-statement work: each ends its own session.
+    // A statement, a batch and multi-statement work, each on a session the server then ends.
     let err = db.admin().query(kill_self, &[]).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(db.pool_status().open, 0, "the dead connection left the pool at once");
