@@ -117,6 +117,47 @@ async fn summary_counts_overdue_due_today_and_completion_rate() {
 }
 
 #[tokio::test]
+async fn due_today_is_the_calendar_day_of_the_report_time_zone() {
+    let t = TestDb::new().await;
+    let a = t.user("zones@example.com").await;
+    // Open tasks due every five hours from 30 hours ago to 30 hours ahead, and one done today.
+    for h in (-30..=30).step_by(5) {
+        task(
+            &t,
+            a,
+            &format!("due {h}h"),
+            "low",
+            "now() - interval '2 days'",
+            None,
+            Some(&format!("now() + interval '{h} hours'")),
+        )
+        .await;
+    }
+    task(&t, a, "done", "low", "now() - interval '2 days'", Some("now()"), Some("now()")).await;
+    let me = t.db.user(a);
+    // UTC+14 and UTC-11 (never on the same date) and UTC+1/+2.
+    let mut counts = Vec::new();
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago", "Europe/Paris"] {
+        let o = ReportOptions { time_zone: Some(zone.into()), ..opts() };
+        let got = views::read::<TaskSummary>(&me, &o).await.unwrap()[0].due_today;
+        // The same question asked another way: open tasks whose due date, read on that zone's
+        // clock, is that zone's date now.
+        let want: i64 = me
+            .query(
+                "select count(*) from tasks where not completed \
+                 and (due_at at time zone $1)::date = (now() at time zone $1)::date",
+                &[&zone],
+            )
+            .await
+            .unwrap()[0]
+            .get(0);
+        assert_eq!(got, want, "due today in {zone}");
+        counts.push(got);
+    }
+    assert!(counts.iter().all(|&c| (4..=5).contains(&c)), "a day holds 4 or 5 of the 5-hourly tasks: {counts:?}");
+}
+
+#[tokio::test]
 async fn by_priority_lists_all_four_priorities_with_counts() {
     let t = TestDb::new().await;
     let a = t.user("prio@example.com").await;
