@@ -387,6 +387,7 @@ fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<Str
     let report_identity = user_identity.replacen(
         " from bench_users",
         ", set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), \
+         set_config('jit', 'off', true), \
          now() at time zone 'UTC' from bench_users",
         1,
     );
