@@ -33,7 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit_changed_by_hstore",
         sql: include_str!("../migrations/0008_audit_changed_by_hstore.sql"),
     },
-    Migration { version: 9, name: "summary_per_user", sql: include_str!("../migrations/0009_summary_per_user.sql") },
+    Migration { version: 9, name: "views_per_user", sql: include_str!("../migrations/0009_views_per_user.sql") },
 ];
 
 /// The roles of the RLS model (DESIGN.md), created once per cluster, and what the login needs to
