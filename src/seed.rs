@@ -109,6 +109,8 @@ impl SeedReport {
 pub struct Progress {
     rows: AtomicU64,
     phase: AtomicUsize,
+    /// Every row of the last table has been generated (the server may still be checking them).
+    generated: std::sync::atomic::AtomicBool,
 }
 
 /// The load's phases, in order; [`Progress::phase`] is an index into this.
@@ -121,6 +123,18 @@ impl Progress {
 
     pub fn phase(&self) -> &'static str {
         PHASES[self.phase.load(Ordering::Relaxed).min(PHASES.len() - 1)]
+    }
+
+    /// The rows the whole load writes, for a progress bar's length: `expected` (from
+    /// [`SeedSpec::expected_rows`], an average) while rows are being generated, never less than
+    /// what already is, and exactly the rows generated once the last table's are.
+    pub fn total(&self, expected: u64) -> u64 {
+        let rows = self.rows();
+        if self.generated.load(Ordering::Acquire) {
+            rows
+        } else {
+            expected.max(rows)
+        }
     }
 }
 
@@ -220,6 +234,9 @@ async fn copy_pass(
         }
         out.buf.put_i16(-1);
         progress.rows.fetch_add(rows - reported, Ordering::Relaxed);
+        if pass == Pass::TaskTags {
+            progress.generated.store(true, Ordering::Release);
+        }
         let _ = send.blocking_send(out.buf.split().freeze());
         rows
     });

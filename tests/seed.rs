@@ -33,6 +33,10 @@ async fn same_seed_gives_identical_data_and_another_seed_does_not() {
     seed::load(&c.db, &spec(8), Arc::default()).await.unwrap();
     assert_eq!((report.users, report.tasks), (40, 1000));
     assert_eq!(progress.rows(), report.rows(), "progress counted every row");
+    let expected = spec(7).expected_rows();
+    assert_ne!(expected, report.rows(), "the estimate is an average, not this seed's count");
+    assert_eq!(progress.total(expected), report.rows(), "a finished load's total is what it wrote");
+    assert_eq!(Progress::default().total(expected), expected, "before any row, the estimate");
     let (sa, sb, sc) = (checksums(&a).await, checksums(&b).await, checksums(&c).await);
     assert_eq!(sa, sb, "same seed, same rows, same ids");
     for table in ["users", "tasks", "tags", "task_tags"] {

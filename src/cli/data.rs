@@ -106,12 +106,12 @@ impl SeedArgs {
 /// seconds otherwise.
 async fn load_with_progress(db: &Db, spec: &SeedSpec) -> anyhow::Result<seed::SeedReport> {
     let progress = Arc::new(Progress::default());
-    let total = spec.expected_rows();
+    let expected = spec.expected_rows();
     let load = seed::load(db, spec, progress.clone());
     tokio::pin!(load);
     let started = Instant::now();
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
+        let bar = indicatif::ProgressBar::new(expected);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg:>9} [{bar:40}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
@@ -128,10 +128,11 @@ async fn load_with_progress(db: &Db, spec: &SeedSpec) -> anyhow::Result<seed::Se
         tokio::select! {
             r = &mut load => break r?,
             _ = tick.tick() => {
-                let rows = progress.rows();
+                let (rows, total) = (progress.rows(), progress.total(expected));
                 match &bar {
                     Some(bar) => {
-                        bar.set_position(rows.min(total));
+                        bar.set_length(total);
+                        bar.set_position(rows);
                         bar.set_message(progress.phase());
                     }
                     None => {
