@@ -234,7 +234,7 @@ async fn copy_pass(
         }
         out.buf.put_i16(-1);
         progress.rows.fetch_add(rows - reported, Ordering::Relaxed);
-        if pass == Pass::TaskTags {
+        if pass == COPIES[COPIES.len() - 1].1 {
             progress.generated.store(true, Ordering::Release);
         }
         let _ = send.blocking_send(out.buf.split().freeze());
