@@ -1,5 +1,5 @@
 -- todo-db reporting: user_task_summary and tasks_by_priority count each user's tasks in a lateral
--- subquery.
+-- subquery; recently_completed_tasks computes its window's start once per query.
 --
 -- user_task_summary joined users to tasks and grouped the joined rows by the user and report_today's
 -- day bounds. The planner pulls report_today into the query, so its expressions (the report time
@@ -13,6 +13,11 @@
 -- users (`limit`) meant aggregating all of them first. Per user and priority in a lateral subquery
 -- it reads tasks_user_priority_idx for exactly the rows it returns: one user ~190 us instead of
 -- ~260-340, the first 2 500 users of 10 000 in 0.15 s instead of 0.5 s.
+--
+-- recently_completed_tasks compared each completion time with `now() - app.recent_days days`
+-- computed for every completed task a read without a user (an admin's) scanned; as a scalar
+-- subquery it is computed once (an InitPlan), and a user's read still enters
+-- tasks_user_completed_idx with it: every user's first 10 000 rows 0.13-0.18 s instead of 0.30.
 --
 -- Same rows, same columns: compared with EXCEPT both ways over every user.
 
@@ -56,6 +61,13 @@ cross join lateral (
     from tasks t
     where t.user_id = u.id and t.priority = p.priority
 ) a;
+
+create or replace view recently_completed_tasks with (security_invoker = true) as
+select t.id as task_id, t.user_id, t.title, t.priority, t.completed_at, t.due_at
+from tasks t
+where t.completed
+  and t.completed_at >= (select now() - make_interval(days => coalesce(nullif(current_setting('app.recent_days', true), '')::int, 7)))
+order by t.completed_at desc, t.id desc;
 
 comment on view user_task_summary is
     'todo-db: per user, task counts (total, completed, pending, overdue, due today in app.time_zone), completion rate, last activity';
