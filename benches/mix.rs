@@ -383,14 +383,10 @@ fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<Str
         fields("t")
     );
     let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
-    // A view read's settings ride on the identity statement (db/scope.rs).
-    let report_identity = user_identity.replacen(
-        " from bench_users",
-        ", set_config('app.time_zone', 'UTC', true), set_config('app.recent_days', '7', true), \
-         set_config('jit', 'off', true), \
-         now() at time zone 'UTC' from bench_users",
-        1,
-    );
+    // A view read's settings ride on the identity statement (db/scope.rs), as the library writes
+    // them, with the default time zone and window.
+    let settings = views::settings_columns(1).replace("$1", "'UTC'").replace("$2", "'7'");
+    let report_identity = user_identity.replacen(" from bench_users", &format!(", {settings} from bench_users"), 1);
     let summary = format!("{};\n", summary_sql.replace("$1", "null::uuid").replace("$2", "100").replace("$3", "0"));
     let same = vec![
         pipelined(&by_user, &user_identity, &list),

@@ -262,7 +262,7 @@ pub const ALL: &[(&str, &str, &[&str])] = &[
 /// stays small: compiling took 0.2-0.35 s and made every view's read of all users slower or no
 /// faster (2 000 users x 100 tasks: the summary 0.29-0.34 s with JIT, 0.11 s without;
 /// productivity 0.53-0.58 s, 0.24 s; BENCHMARKS.md, session 22).
-pub(crate) fn settings_columns(tz: usize) -> String {
+pub fn settings_columns(tz: usize) -> String {
     format!(
         "set_config('app.time_zone', ${tz}, true), set_config('app.recent_days', ${}, true), \
          set_config('jit', 'off', true), now() at time zone ${tz}",
