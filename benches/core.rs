@@ -311,17 +311,8 @@ impl Alternated {
     fn print(&self, label: &str) {
         let (on, off): (f64, f64) = (self.on.iter().sum(), self.off.iter().sum());
         let n = self.on.len() as f64;
-        let mut ratios: Vec<f64> = self.on.iter().zip(&self.off).map(|(a, b)| a / b).collect();
-        let median = percentile(&mut ratios, 0.5);
-        let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
-        println!(
-            "{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}",
-            label,
-            on / n,
-            off / n,
-            on / off,
-            format!("{median:.2} ({lo:.2}-{hi:.2})")
-        );
+        let ratios = self.on.iter().zip(&self.off).map(|(a, b)| a / b).collect();
+        println!("{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}", label, on / n, off / n, on / off, ratio_spread(ratios));
     }
 }
 

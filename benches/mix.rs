@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
                     s.ops += got[side].0 * seconds as f64;
                 }
             }
-            per_round.push(format!("{:.2}/{:.2}", got[0].0 / got[1].0, got[0].0 / got[2].0));
+            per_round.push((got[0].0 / got[1].0, got[0].0 / got[2].0));
             for (total, (ops, lat)) in sides.iter_mut().zip(got) {
                 total.0 += ops / rounds as f64;
                 total.1.resize(lat.len().max(total.1.len()), Vec::new());
@@ -168,11 +168,19 @@ async fn main() -> anyhow::Result<()> {
         print_row(clients, "todo-db", ours.0, ours.1, spent[0]);
         print_row(clients, "pgbench plain", pg_plain.0, pg_plain.1, spent[1]);
         print_row(clients, "pgbench same", pg_same.0, pg_same.1, spent[2]);
+        let (vs_plain, vs_same): (Vec<f64>, Vec<f64>) = per_round.iter().copied().unzip();
         println!(
             "{:<8} {:<16} vs plain {ratio_plain:.2}x, vs same statements {ratio_same:.2}x (rounds: {})",
             clients,
             "ratio",
-            per_round.join(", ")
+            per_round.iter().map(|(p, s)| format!("{p:.2}/{s:.2}")).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "{:<8} {:<16} per-round median (range): vs plain {}, vs same statements {}",
+            clients,
+            "ratio",
+            ratio_spread(vs_plain),
+            ratio_spread(vs_same)
         );
     }
 

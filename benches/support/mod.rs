@@ -216,6 +216,16 @@ pub fn percentile(ms: &mut [f64], q: f64) -> f64 {
     ms[((ms.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Per-round ratios as `median (lowest-highest)`. Drift on a shared machine moves both sides of a
+/// round alike, so the per-round ratios vary less than the rates they come from.
+pub fn ratio_spread(mut ratios: Vec<f64>) -> String {
+    let median = percentile(&mut ratios, 0.5);
+    match (ratios.first(), ratios.last()) {
+        (Some(lo), Some(hi)) => format!("{median:.2} ({lo:.2}-{hi:.2})"),
+        _ => "-".into(),
+    }
+}
+
 /// One pgbench run of several weighted scripts (`-M prepared`), with per-transaction logging:
 /// the overall rate and, per script, every latency in ms.
 pub struct PgbenchMix {
