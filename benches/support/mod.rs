@@ -219,11 +219,14 @@ pub fn percentile(ms: &mut [f64], q: f64) -> f64 {
 /// Per-round ratios as `median (lowest-highest)`. Drift on a shared machine moves both sides of a
 /// round alike, so the per-round ratios vary less than the rates they come from.
 pub fn ratio_spread(mut ratios: Vec<f64>) -> String {
-    let median = percentile(&mut ratios, 0.5);
-    match (ratios.first(), ratios.last()) {
-        (Some(lo), Some(hi)) => format!("{median:.2} ({lo:.2}-{hi:.2})"),
-        _ => "-".into(),
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let n = ratios.len();
+    if n == 0 {
+        return "-".into();
     }
+    // An even count's median is the mean of the middle two.
+    let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
+    format!("{median:.2} ({:.2}-{:.2})", ratios[0], ratios[n - 1])
 }
 
 /// One pgbench run of several weighted scripts (`-M prepared`), with per-transaction logging:
