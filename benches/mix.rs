@@ -12,8 +12,9 @@
 //! 2 ms; the median of each in round trips (the median of `select 1` through the same proxy).
 //!
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
-//! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (10 per run), BENCH_CONCURRENCY ("1,8,32"),
-//! BENCH_MIX_ROUNDS (2: each side runs once per round, the order reversed every round),
+//! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (5 per run), BENCH_CONCURRENCY ("1,8,32"),
+//! BENCH_MIX_ROUNDS (6: each side runs once per round, the order reversed every round; many short
+//! rounds, because a side's rate moves by ±15% from round to round on a shared machine),
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
 //! (8), BENCH_POOLED_ROUNDS (3);
@@ -65,7 +66,7 @@ struct Data {
 async fn main() -> anyhow::Result<()> {
     let users = knob("BENCH_MIX_USERS", 5000, 100);
     let per_user = knob("BENCH_MIX_TASKS", 200, 20) as u32;
-    let seconds = knob("BENCH_SECONDS", 10, 1);
+    let seconds = knob("BENCH_SECONDS", 5, 1);
     let delay = Duration::from_millis(knob("BENCH_DELAY_MS", 2, 2));
     let concurrency: Vec<u64> = std::env::var("BENCH_CONCURRENCY")
         .ok()
@@ -131,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     // Each round runs the three sides, in the reverse order of the round before, so that no side
     // always runs first (on a colder cache) or last; ops/s are the mean over rounds, latencies all
     // of the rounds' operations.
-    let rounds = knob("BENCH_MIX_ROUNDS", 2, 1);
+    let rounds = knob("BENCH_MIX_ROUNDS", 6, 1);
     let postmaster = postmaster_pid(&db).await;
     for &clients in &concurrency {
         let mut sides: [(f64, Vec<Vec<f64>>); 3] = Default::default();
