@@ -12,7 +12,7 @@
 //! own transaction (other sessions never see them disabled; they wait for the seed's lock instead)
 //! and enables them again before committing.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -110,7 +110,7 @@ pub struct Progress {
     rows: AtomicU64,
     phase: AtomicUsize,
     /// Every row of the last table has been generated (the server may still be checking them).
-    generated: std::sync::atomic::AtomicBool,
+    generated: AtomicBool,
 }
 
 /// The load's phases, in order; [`Progress::phase`] is an index into this.
