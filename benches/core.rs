@@ -167,9 +167,11 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
     let pairs = Arc::new(pairs);
     println!();
     println!(
-        "{:<44} {:>10} {:>10} {:>7} {:>18}",
-        "audit overhead (alternated)", "audit/s", "no audit/s", "ratio", "rounds: median"
+        "{:<44} {:>10} {:>10} {:>7} {:>18} {:>12} {:>6}",
+        "audit overhead (alternated)", "audit/s", "no audit/s", "ratio", "rounds: median", "cpu us/op", "ratio"
     );
+    let postmaster = postmaster_pid(db).await;
+    let used_since = |before: Option<Cpu>| before.zip(cpu(postmaster)).map(|(b, a)| a - b);
     for conns in [1, clients] {
         let (mut insert, mut update) = (Alternated::default(), Alternated::default());
         for r in 0..rounds {
@@ -180,11 +182,16 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
             for i in order {
                 let toggle = ["enable", "disable"][i];
                 db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
+                let before = cpu(postmaster);
                 let ins = run_todo_db(db, ids, conns, slice, |scope| async move {
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
                 })
                 .await;
-                round[i] = (ins, run_updates(db, pairs.clone(), conns, slice).await);
+                insert.spent(i, used_since(before), ins * slice as f64);
+                let before = cpu(postmaster);
+                let upd = run_updates(db, pairs.clone(), conns, slice).await;
+                update.spent(i, used_since(before), upd * slice as f64);
+                round[i] = (ins, upd);
             }
             insert.push(round[0].0, round[1].0);
             update.push(round[0].1, round[1].1);
@@ -300,6 +307,8 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
 struct Alternated {
     on: Vec<f64>,
     off: Vec<f64>,
+    /// CPU seconds (server and client) and operations of each side, when /proc shows the server.
+    cpu: [(f64, f64); 2],
 }
 
 impl Alternated {
@@ -308,11 +317,28 @@ impl Alternated {
         self.off.push(off);
     }
 
+    /// Adds one side's CPU (`side` 0 = on, 1 = off) over `ops` operations.
+    fn spent(&mut self, side: usize, used: Option<Cpu>, ops: f64) {
+        if let Some(used) = used {
+            self.cpu[side].0 += used.server + used.client;
+            self.cpu[side].1 += ops;
+        }
+    }
+
     fn print(&self, label: &str) {
         let (on, off): (f64, f64) = (self.on.iter().sum(), self.off.iter().sum());
         let n = self.on.len() as f64;
         let ratios = self.on.iter().zip(&self.off).map(|(a, b)| a / b).collect();
-        println!("{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}", label, on / n, off / n, on / off, ratio_spread(ratios));
+        let mut line =
+            format!("{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}", label, on / n, off / n, on / off, ratio_spread(ratios));
+        // CPU per operation, server and client together: at saturation the ratio of the rates is
+        // the inverse ratio of these, and they move less with a busy neighbour than the rates do.
+        let [(on_s, on_ops), (off_s, off_ops)] = self.cpu;
+        if on_ops > 0.0 && off_ops > 0.0 {
+            let (on_us, off_us) = (on_s * 1e6 / on_ops, off_s * 1e6 / off_ops);
+            line.push_str(&format!(" {:>12} {:>6.2}", format!("{on_us:.0}/{off_us:.0}"), off_us / on_us));
+        }
+        println!("{line}");
     }
 }
 
