@@ -5,7 +5,9 @@
 //! BENCH_TASKS (100 per user), BENCH_SECONDS (5 per scenario), BENCH_CLIENTS (8), BENCH_RLS_ROUNDS
 //! (4); BENCH_ONLY (the parts to run, of `ops,rls,audit,views`; all when unset); BENCH_QUICK=1 for
 //! a smoke run; BENCH_KEEP=1 keeps the database; BENCH_APP_LOGIN=0 runs user scopes on the admin
-//! login (a role switch per operation) instead of the embedded default's app login.
+//! login (a role switch per operation) instead of the embedded default's app login;
+//! BENCH_AUDIT_SQL=FILE runs that SQL file as the admin after seeding (to measure a variant of the
+//! audit capture or of the log's indexes against the shipped one).
 
 mod support;
 
@@ -41,6 +43,11 @@ async fn main() -> anyhow::Result<()> {
              alter table bench_users add primary key (n); grant select on bench_users to todo_app; analyze bench_users",
         )
         .await?;
+    if let Ok(file) = std::env::var("BENCH_AUDIT_SQL") {
+        let sql = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("BENCH_AUDIT_SQL {file}: {e}"))?;
+        db.admin().batch(&sql).await?;
+        println!("ran {file} after seeding");
+    }
     let ids: Vec<uuid::Uuid> =
         db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect();
     println!(
