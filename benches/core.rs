@@ -339,7 +339,7 @@ impl Alternated {
         let mut line =
             format!("{:<44} {:>10.0} {:>10.0} {:>7.2} {:>18}", label, on / n, off / n, on / off, ratio_spread(ratios));
         // CPU per operation, server and client together: at saturation the ratio of the rates is
-        // the inverse ratio of these, and they move less with a busy neighbour than the rates do.
+        // about the inverse ratio of these, and these say how much work the difference was.
         let [(on_s, on_ops), (off_s, off_ops)] = self.cpu;
         if on_ops > 0.0 && off_ops > 0.0 {
             let (on_us, off_us) = (on_s * 1e6 / on_ops, off_s * 1e6 / off_ops);
