@@ -178,7 +178,6 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
         "audit overhead (alternated)", "audit/s", "no audit/s", "ratio", "rounds: median", "cpu us/op", "ratio"
     );
     let postmaster = postmaster_pid(db).await;
-    let used_since = |before: Option<Cpu>| before.zip(cpu(postmaster)).map(|(b, a)| a - b);
     for conns in [1, clients] {
         let (mut insert, mut update) = (Alternated::default(), Alternated::default());
         for r in 0..rounds {
@@ -194,10 +193,10 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
                 })
                 .await;
-                insert.spent(i, used_since(before), ins * slice as f64);
+                insert.spent(i, cpu_since(postmaster, before), ins * slice as f64);
                 let before = cpu(postmaster);
                 let upd = run_updates(db, pairs.clone(), conns, slice).await;
-                update.spent(i, used_since(before), upd * slice as f64);
+                update.spent(i, cpu_since(postmaster, before), upd * slice as f64);
                 round[i] = (ins, upd);
             }
             insert.push(round[0].0, round[1].0);

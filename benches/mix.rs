@@ -149,8 +149,7 @@ async fn main() -> anyhow::Result<()> {
                     1 => pgbench_mix(&url, &plain, clients, seconds).map(|r| (r.tps, r.latencies))?,
                     _ => pgbench_mix(&scoped_url, &same, clients, seconds).map(|r| (r.tps, r.latencies))?,
                 };
-                if let (Some(before), Some(after)) = (before, cpu(postmaster)) {
-                    let used = after - before;
+                if let Some(used) = cpu_since(postmaster, before) {
                     let s = &mut spent[side];
                     s.server += used.server;
                     s.client += if side == 0 { used.client } else { used.children };

@@ -352,6 +352,11 @@ pub fn cpu(postmaster: Option<u32>) -> Option<Cpu> {
     })
 }
 
+/// The CPU used since `before` (from [`cpu`] with the same `postmaster`), when both reads worked.
+pub fn cpu_since(postmaster: Option<u32>, before: Option<Cpu>) -> Option<Cpu> {
+    before.zip(cpu(postmaster)).map(|(before, after)| after - before)
+}
+
 /// utime, stime, cutime, cstime (ticks) and the parent pid of `/proc/<pid>/stat`.
 fn proc_times(pid: &str) -> Option<(u64, u64, u64, u64, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
