@@ -8,8 +8,10 @@
 //!   inside `\startpipeline` / `\endpipeline` (one Sync, one implicit transaction), so pgbench also
 //!   pays one round trip.
 //!
-//! Scenario 2: the same operations, one at a time, through a proxy that delays each direction by
-//! 2 ms; the median of each in round trips (the median of `select 1` through the same proxy).
+//! Scenario 2: the same operations, one at a time, directly and through a proxy that delays each
+//! direction by 2 ms; the delay the proxy added to each one's median, in round trips (the delay it
+//! added to `select 1`'s), and its median through the proxy over `select 1`'s (an upper bound,
+//! which counts the operation's server work too).
 //!
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
 //! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (5 per run), BENCH_CONCURRENCY ("1,8,32"),
@@ -220,7 +222,10 @@ async fn main() -> anyhow::Result<()> {
         pooled.close();
     }
 
-    // Scenario 2: round trips under latency.
+    // Scenario 2: round trips under latency. Each operation runs one at a time on one connection,
+    // directly and through the proxy; the delay the proxy added to its median, over the delay it
+    // adds to `select 1`'s, is how many round trips it made (server work, the same both ways,
+    // cancels out), and its median through the proxy over `select 1`'s bounds that from above.
     let target = db.target().clone();
     let port = delay_proxy((target.host.clone(), target.port), delay).await?;
     let mut slow_url = url::Url::parse(&url)?;
@@ -229,29 +234,45 @@ async fn main() -> anyhow::Result<()> {
     settings.pool.size = 1;
     settings.pool.overflow = 0;
     let slow = Db::connect_url(slow_url.as_str(), &settings).await?;
-    let mut unit = Vec::new();
-    let conn = slow.admin().connection().await?;
-    for _ in 0..30 {
-        let t = Instant::now();
-        conn.simple_query("select 1").await?;
-        unit.push(t.elapsed().as_secs_f64() * 1000.0);
+    let fast = Db::connect_url(&url, &settings).await?;
+    let samples = if quick_mode() { 5 } else { 100 };
+    // Direct and proxied runs alternate, so that both see the server in the same state.
+    let mut unit = [Vec::new(), Vec::new()];
+    let conns = [fast.admin().connection().await?, slow.admin().connection().await?];
+    for _ in 0..samples {
+        for (side, conn) in conns.iter().enumerate() {
+            let t = Instant::now();
+            conn.simple_query("select 1").await?;
+            unit[side].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
     }
-    drop(conn);
-    let unit = percentile(&mut unit, 0.5);
+    drop(conns);
+    let unit = unit.map(|mut ms| percentile(&mut ms, 0.5));
+    let trip = unit[1] - unit[0];
     println!();
     println!("Scenario 2: one operation at a time through a proxy adding {delay:?} each way");
-    println!("{:<12} {:>10} {:>14}", "operation", "p50 ms", "round trips");
-    println!("{:<12} {:>10.2} {:>14.2}", "select 1", unit, 1.0);
+    println!("{:<12} {:>12} {:>12} {:>14} {:>14}", "operation", "direct p50", "proxy p50", "x select 1", "round trips");
+    println!("{:<12} {:>12.2} {:>12.2} {:>14.2} {:>14.2}", "select 1", unit[0], unit[1], 1.0, 1.0);
     for (i, (name, _)) in OPS.iter().enumerate() {
-        let mut ms = Vec::new();
-        for _ in 0..if quick_mode() { 5 } else { 40 } {
-            let t = Instant::now();
-            one_op(&slow, &data, i).await;
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let mut ms = [Vec::new(), Vec::new()];
+        for _ in 0..samples {
+            for (side, pool) in [&fast, &slow].into_iter().enumerate() {
+                let t = Instant::now();
+                one_op(pool, &data, i).await;
+                ms[side].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
         }
-        let p50 = percentile(&mut ms, 0.5);
-        println!("{:<12} {:>10.2} {:>14.2}", name, p50, p50 / unit);
+        let p50 = ms.map(|mut ms| percentile(&mut ms, 0.5));
+        println!(
+            "{:<12} {:>12.2} {:>12.2} {:>14.2} {:>14.2}",
+            name,
+            p50[0],
+            p50[1],
+            p50[1] / unit[1],
+            (p50[1] - p50[0]) / trip
+        );
     }
+    fast.close();
     slow.close();
     db.close();
     drop_database(&server, "todo_bench_mix").await;

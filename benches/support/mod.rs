@@ -163,45 +163,41 @@ pub fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::R
 
 /// A TCP proxy on 127.0.0.1 that delays every byte by `delay` in each direction (so a round trip
 /// costs at least 2 x `delay`), preserving order and throughput. Returns the port it listens on.
+/// It runs on OS threads, two per direction (one reads, one writes when a chunk is due), because
+/// their sleeps end within ~0.1 ms of the deadline where tokio's timer rounds up to its 1 ms tick:
+/// that rounding made one trip cost ~6.5 ms instead of ~4 and blurred the count of trips.
 pub async fn delay_proxy(upstream: (String, u16), delay: Duration) -> anyhow::Result<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                for (mut from, mut to) in [
-                    (
-                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-                    ),
-                    (Box::new(sr), Box::new(cw)),
-                ] {
-                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = from.read(&mut buf).await {
-                            if n == 0 || tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
-                                break;
-                            }
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect((upstream.0.as_str(), upstream.1)) else { continue };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let pipes = || Some([(client.try_clone().ok()?, server.try_clone().ok()?), (server, client)]);
+            let Some(pipes) = pipes() else { continue };
+            for (mut from, mut to) in pipes {
+                let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                            break;
                         }
-                    });
-                    tokio::spawn(async move {
-                        while let Some((due, bytes)) = rx.recv().await {
-                            tokio::time::sleep_until(due).await;
-                            if to.write_all(&bytes).await.is_err() {
-                                break;
-                            }
+                    }
+                });
+                std::thread::spawn(move || {
+                    while let Ok((due, bytes)) = rx.recv() {
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        if to.write_all(&bytes).is_err() {
+                            break;
                         }
-                        let _ = to.shutdown().await;
-                    });
-                }
-            });
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
         }
     });
     Ok(port)
