@@ -9,7 +9,7 @@
 //!   pays one round trip.
 //!
 //! Scenario 2: the same operations, one at a time, directly and through a proxy that delays each
-//! direction by 2 ms; the delay the proxy added to each one's median, in round trips (the delay it
+//! direction by 2 ms (the two alternated, 100 times each); the delay the proxy added to each one's median, in round trips (the delay it
 //! added to `select 1`'s), and its median through the proxy over `select 1`'s (an upper bound,
 //! which counts the operation's server work too).
 //!
