@@ -166,7 +166,7 @@ pub fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::R
 /// It runs on OS threads, two per direction (one reads, one writes when a chunk is due), because
 /// their sleeps end within ~0.1 ms of the deadline where tokio's timer rounds up to its 1 ms tick:
 /// that rounding made one trip cost ~6.5 ms instead of ~4 and blurred the count of trips.
-pub async fn delay_proxy(upstream: (String, u16), delay: Duration) -> anyhow::Result<u16> {
+pub fn delay_proxy(upstream: (String, u16), delay: Duration) -> anyhow::Result<u16> {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     let listener = TcpListener::bind("127.0.0.1:0")?;
