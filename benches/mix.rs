@@ -234,33 +234,24 @@ async fn main() -> anyhow::Result<()> {
     let slow = Db::connect_url(slow_url.as_str(), &settings).await?;
     let fast = Db::connect_url(&url, &settings).await?;
     let samples = if quick_mode() { 5 } else { 100 };
-    // Direct and proxied runs alternate, so that both see the server in the same state.
-    let mut unit = [Vec::new(), Vec::new()];
     let conns = [fast.admin().connection().await?, slow.admin().connection().await?];
-    for _ in 0..samples {
-        for (side, conn) in conns.iter().enumerate() {
-            let t = Instant::now();
-            conn.simple_query("select 1").await?;
-            unit[side].push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
+    let unit = alternated_p50(samples, async |side| {
+        conns[side].simple_query("select 1").await?;
+        Ok(())
+    })
+    .await?;
     drop(conns);
-    let unit = unit.map(|mut ms| percentile(&mut ms, 0.5));
     let trip = unit[1] - unit[0];
     println!();
     println!("Scenario 2: one operation at a time through a proxy adding {delay:?} each way");
     println!("{:<12} {:>12} {:>12} {:>14} {:>14}", "operation", "direct p50", "proxy p50", "x select 1", "round trips");
     println!("{:<12} {:>12.2} {:>12.2} {:>14.2} {:>14.2}", "select 1", unit[0], unit[1], 1.0, 1.0);
     for (i, (name, _)) in OPS.iter().enumerate() {
-        let mut ms = [Vec::new(), Vec::new()];
-        for _ in 0..samples {
-            for (side, pool) in [&fast, &slow].into_iter().enumerate() {
-                let t = Instant::now();
-                one_op(pool, &data, i).await;
-                ms[side].push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        let p50 = ms.map(|mut ms| percentile(&mut ms, 0.5));
+        let p50 = alternated_p50(samples, async |side| {
+            one_op([&fast, &slow][side], &data, i).await;
+            Ok(())
+        })
+        .await?;
         println!(
             "{:<12} {:>12.2} {:>12.2} {:>14.2} {:>14.2}",
             name,
@@ -275,6 +266,23 @@ async fn main() -> anyhow::Result<()> {
     db.close();
     drop_database(&server, "todo_bench_mix").await;
     Ok(())
+}
+
+/// The median milliseconds of `run` directly (side 0) and through the proxy (side 1), the two
+/// alternated `samples` times so that both see the server in the same state.
+async fn alternated_p50(
+    samples: usize,
+    mut run: impl AsyncFnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<[f64; 2]> {
+    let mut ms = [Vec::new(), Vec::new()];
+    for _ in 0..samples {
+        for (side, times) in ms.iter_mut().enumerate() {
+            let t = Instant::now();
+            run(side).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(ms.map(|mut ms| percentile(&mut ms, 0.5)))
 }
 
 /// CPU seconds of the server and of the client, and the operations run, over a side's runs.
