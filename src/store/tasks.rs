@@ -121,20 +121,22 @@ struct ListQuery<'a> {
 
 impl<'a> ListQuery<'a> {
     fn new() -> Self {
-        ListQuery {
-            sql: concat!("select ", task_columns!("t"), " from tasks t where true").to_string(),
-            params: Vec::new(),
-        }
+        const BASE: &str = concat!("select ", task_columns!("t"), " from tasks t where true");
+        // Room for every filter a listing can add, so building it allocates once.
+        let mut sql = String::with_capacity(BASE.len() + 512);
+        sql.push_str(BASE);
+        ListQuery { sql, params: Vec::with_capacity(8) }
     }
 
     fn push(&mut self, fragment: &str, params: &[&'a (dyn ToSql + Sync)]) {
+        use std::fmt::Write;
         let mut rest = fragment;
         let mut used = 0;
         while let Some(i) = rest.find('?') {
             self.sql.push_str(&rest[..i]);
             self.params.push(params[used]);
             used += 1;
-            self.sql.push_str(&format!("${}", self.params.len()));
+            write!(self.sql, "${}", self.params.len()).expect("writing to a String cannot fail");
             rest = &rest[i + 1..];
         }
         self.sql.push_str(rest);
@@ -342,7 +344,9 @@ impl Tasks<'_> {
             q.push(" and ", &[]);
             q.push(after, &[&c.key, &c.id]);
         }
-        q.push(&format!(" order by {order} limit ?"), &[&fetch]);
+        q.push(" order by ", &[]);
+        q.push(order, &[]);
+        q.push(" limit ?", &[&fetch]);
         let rows = self.scope.query(&q.sql, &q.params).await?;
         let mut items = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         let next = if items.len() as i64 > limit {
