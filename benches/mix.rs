@@ -40,24 +40,6 @@ use support::*;
 const OPS: [(&str, u32); 5] = [("list", 50), ("create", 15), ("complete", 15), ("tag", 10), ("summary", 10)];
 const TAGS: [&str; 3] = ["work", "home", "errands"];
 
-/// A task's own columns as tasks.rs writes them, for table alias `t`.
-fn fields(t: &str) -> String {
-    format!(
-        "{t}.id, {t}.user_id, {t}.title, {t}.description, {t}.priority::text, {t}.completed, {t}.completed_at, \
-         {t}.due_at, {t}.created_at, {t}.updated_at"
-    )
-}
-
-/// The columns of a task query as tasks.rs writes them: the fields and the tag names.
-fn columns(t: &str) -> String {
-    format!(
-        "{}, array(select g.name \
-         from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
-         where tt.user_id = {t}.user_id and tt.task_id = {t}.id) as tags",
-        fields(t)
-    )
-}
-
 /// The data every virtual user draws from: seeded users, and a sample of their open tasks.
 struct Data {
     users: Vec<uuid::Uuid>,

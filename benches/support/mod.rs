@@ -65,13 +65,36 @@ pub async fn app_url(name: &str) -> anyhow::Result<Option<String>> {
     Ok(todo_db::local::Cluster::new(".todo-db").ensure_running().await?.app_url_for(name))
 }
 
-/// The identity statement a user scope sends (db/scope.rs), for pgbench scripts: the user is
-/// column `id` of `from`. On the app login there is no role switch.
-pub fn identity_sql(app_login: bool, id: &str, from: &str) -> String {
+/// The identity statement a user scope sends (db/scope.rs), the user given by the SQL expression
+/// `id`. On the app login there is no role switch.
+pub fn identity_select(app_login: bool, id: &str) -> String {
     let role = if app_login { "" } else { "set_config('role', 'todo_app', true), " };
     format!(
         "select {role}set_config('app.user_id', {id}::text, true), set_config('statement_timeout', '30000ms', true), \
-         set_config('lock_timeout', '10000ms', true) from {from};\n"
+         set_config('lock_timeout', '10000ms', true)"
+    )
+}
+
+/// [`identity_select`] for pgbench scripts: the user is column `id` of `from`.
+pub fn identity_sql(app_login: bool, id: &str, from: &str) -> String {
+    format!("{} from {from};\n", identity_select(app_login, id))
+}
+
+/// A task's own columns as tasks.rs writes them, for table alias `t`.
+pub fn fields(t: &str) -> String {
+    format!(
+        "{t}.id, {t}.user_id, {t}.title, {t}.description, {t}.priority::text, {t}.completed, {t}.completed_at, \
+         {t}.due_at, {t}.created_at, {t}.updated_at"
+    )
+}
+
+/// The columns of a task query as tasks.rs writes them: the fields and the tag names.
+pub fn columns(t: &str) -> String {
+    format!(
+        "{}, array(select g.name \
+         from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
+         where tt.user_id = {t}.user_id and tt.task_id = {t}.id) as tags",
+        fields(t)
     )
 }
 
