@@ -18,13 +18,9 @@ use rand::Rng;
 use todo_db::db::Stmt;
 use todo_db::model::{NewTask, TaskFilter, TaskId, TaskPatch, TaskTitle, UserId};
 use todo_db::views::{self, *};
-use todo_db::{seed, Db};
+use todo_db::Db;
 
 use support::*;
-
-const TASK_COLUMNS: &str = "t.id, t.user_id, t.title, t.description, t.priority::text, t.completed, t.completed_at, \
-    t.due_at, t.created_at, t.updated_at, array(select g.name from task_tags tt \
-    join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id)";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -36,20 +32,12 @@ async fn main() -> anyhow::Result<()> {
     // A fresh, migrated database, filled by `todo-db seed`'s generator.
     let (url, db) = fresh_database(&server, "todo_bench", clients as usize).await?;
     let started = Instant::now();
-    seed::load(&db, &seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
-    db.admin()
-        .batch(
-            "create table bench_users as select row_number() over (order by id) as n, id from users; \
-             alter table bench_users add primary key (n); grant select on bench_users to todo_app; analyze bench_users",
-        )
-        .await?;
+    let ids = seed_numbered(&db, users, per_user).await?;
     if let Ok(file) = std::env::var("BENCH_AUDIT_SQL") {
         let sql = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("BENCH_AUDIT_SQL {file}: {e}"))?;
         db.admin().batch(&sql).await?;
         println!("ran {file} after seeding");
     }
-    let ids: Vec<uuid::Uuid> =
-        db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect();
     println!(
         "seeded {users} users x {per_user} tasks in {:.1}s; {clients} clients, {seconds}s per scenario",
         started.elapsed().as_secs_f64()
@@ -84,16 +72,16 @@ async fn operations(
     // On the app login when there is one (the embedded default's), as todo-db's user scopes are.
     let identity = identity_sql(db.app_login().is_some(), "id", "bench_users where n = :n");
     let scoped_url = app_url("todo_bench").await?.unwrap_or_else(|| url.to_string());
-    let list_sql = format!(
-        "select {TASK_COLUMNS} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;"
-    );
+    let cols = columns("t");
+    let list_sql =
+        format!("select {cols} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;");
     let create_sql = "insert into tasks (id, user_id, title, description, priority, due_at) \
         select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
         returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];";
     let pipelined =
         |sql: &str| format!("\\set n random(1, {users})\n\\startpipeline\n{identity}{sql}\n\\endpipeline\n");
     let bare_list = format!(
-        "\\set n random(1, {users})\nselect {TASK_COLUMNS} from tasks t where t.user_id = (select id from bench_users where n = :n) \
+        "\\set n random(1, {users})\nselect {cols} from tasks t where t.user_id = (select id from bench_users where n = :n) \
          and t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
     );
     // Reads first, both sides, on the seeded data; then the writes (which add open tasks that
@@ -271,8 +259,9 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
         db.pool_settings().lock_timeout.as_millis()
     );
     let list = format!(
-        "select {TASK_COLUMNS} from tasks t where t.user_id = $1 and t.completed = $2 \
-         order by t.created_at desc, t.id desc limit $3"
+        "select {} from tasks t where t.user_id = $1 and t.completed = $2 \
+         order by t.created_at desc, t.id desc limit $3",
+        columns("t")
     );
     const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
         values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use time::OffsetDateTime;
 use todo_db::model::{TaskFilter, UserId};
-use todo_db::{seed, Db, Settings};
+use todo_db::{Db, Settings};
 use tokio_postgres::{PipelineStatement, Row, Statement};
 
 use support::*;
@@ -56,16 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds = knob("BENCH_ROUNDS", 6, 1);
     let server = server_url().await?;
     let (url, db) = fresh_database(&server, "todo_bench_driver", clients as usize).await?;
-    seed::load(&db, &seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
-    db.admin()
-        .batch(
-            "create table bench_users as select row_number() over (order by id) as n, id from users; \
-             alter table bench_users add primary key (n); grant select on bench_users to todo_app; analyze",
-        )
-        .await?;
-    let ids: Arc<Vec<uuid::Uuid>> = Arc::new(
-        db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect(),
-    );
+    let ids = Arc::new(seed_numbered(&db, users, per_user).await?);
     // The driver sides log in as user scopes do: the app login where there is one, else the admin
     // login switching role in the identity statement.
     let app = app_url("todo_bench_driver").await?;

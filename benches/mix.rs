@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use todo_db::model::{NewTask, TagName, TaskFilter, TaskId, UserId};
 use todo_db::views::{self, ReportOptions, TaskSummary};
-use todo_db::{seed, Db, Settings};
+use todo_db::{Db, Settings};
 
 use support::*;
 
@@ -60,19 +60,17 @@ async fn main() -> anyhow::Result<()> {
     let server = server_url().await?;
     let (url, db) = fresh_database(&server, "todo_bench_mix", max_clients as usize).await?;
     let started = Instant::now();
-    seed::load(&db, &seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
+    let users_in_order = seed_numbered(&db, users, per_user).await?;
     db.admin()
         .batch(
-            "create table bench_users as select row_number() over (order by id) as n, id from users; \
-             alter table bench_users add primary key (n); \
-             create table bench_tasks as select row_number() over (order by id) as n, user_id, id as task_id \
+            "create table bench_tasks as select row_number() over (order by id) as n, user_id, id as task_id \
                  from tasks where not completed; \
              alter table bench_tasks add primary key (n); \
-             grant select on bench_users, bench_tasks to todo_app; analyze bench_users, bench_tasks",
+             grant select on bench_tasks to todo_app; analyze bench_tasks",
         )
         .await?;
     let data = Arc::new(Data {
-        users: db.admin().query("select id from bench_users order by n", &[]).await?.iter().map(|r| r.get(0)).collect(),
+        users: users_in_order,
         tasks: db
             .admin()
             .query("select user_id, task_id from bench_tasks order by n", &[])

@@ -53,6 +53,22 @@ pub async fn fresh_database(server: &str, name: &str, size: usize) -> anyhow::Re
     Ok((url, db))
 }
 
+/// Seeds `db` with `users` x `per_user` tasks (`todo-db seed`'s generator, seed 1) and numbers
+/// the users in table `bench_users (n, id)`, readable by the app role, for pgbench scripts to
+/// pick one at random (`\set n random(1, N)`). Returns the user ids in that order.
+pub async fn seed_numbered(db: &Db, users: u64, per_user: u32) -> anyhow::Result<Vec<uuid::Uuid>> {
+    todo_db::seed::load(db, &todo_db::seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
+    db.admin()
+        .batch(
+            "create table bench_users as select row_number() over (order by id) as n, id from users; \
+             alter table bench_users add primary key (n); grant select on bench_users to todo_app; \
+             analyze bench_users",
+        )
+        .await?;
+    let rows = db.admin().query("select id from bench_users order by n", &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The URL user scopes log in with on database `name`: the embedded default's app login. `None`
 /// against DATABASE_URL, and with BENCH_APP_LOGIN=0: user scopes then switch role on the admin
 /// login.
