@@ -8,6 +8,10 @@
 //! login (a role switch per operation) instead of the embedded default's app login;
 //! BENCH_AUDIT_SQL=FILE runs that SQL file as the admin after seeding (to measure a variant of the
 //! audit capture or of the log's indexes against the shipped one).
+//!
+//! The audit comparison runs three sides in each round: the shipped capture, the floor (a trigger
+//! that only writes a bare row into the log), and no capture; each of the first two is printed
+//! against the third.
 
 mod support;
 
@@ -148,8 +152,23 @@ async fn rls_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64) {
     }
 }
 
-/// Audit overhead: single-row insert and update with the audit triggers on and off, at 1 and
-/// `clients` connections, alternated in rounds.
+/// The floor of any in-transaction capture, run beside the shipped one: a trigger that does only
+/// what every capture must, writing a row into the log (a bare one: table, operation, actor),
+/// as the log's owner like the capture (SECURITY DEFINER, search path pinned).
+const AUDIT_FLOOR: &str = "begin; set local role todo_owner; \
+    create function audit.bench_floor() returns trigger language plpgsql security definer \
+        set search_path = pg_catalog as $$ \
+    begin \
+        insert into audit.log (table_name, op, actor) values (tg_table_name, tg_op, session_user::text); \
+        return null; \
+    end $$; \
+    create trigger tasks_audit_floor after insert or update or delete on tasks \
+        for each row execute function audit.bench_floor(); \
+    commit";
+
+/// Audit overhead: single-row insert and update with the audit capture on, with only the floor
+/// (a trigger writing a bare log row), and with no capture, at 1 and `clients` connections,
+/// alternated in rounds.
 async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64) -> anyhow::Result<()> {
     let (rounds, slice) = rounds(seconds);
     let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = db
@@ -160,6 +179,13 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let pairs = Arc::new(pairs);
+    db.admin().batch(AUDIT_FLOOR).await?;
+    // Side 0: the shipped capture; 1: the floor; 2: no capture.
+    let triggers = [
+        "enable trigger tasks_audit, disable trigger tasks_audit_floor",
+        "disable trigger tasks_audit, enable trigger tasks_audit_floor",
+        "disable trigger tasks_audit, disable trigger tasks_audit_floor",
+    ];
     println!();
     println!(
         "{:<44} {:>10} {:>10} {:>7} {:>18} {:>12} {:>6}",
@@ -167,33 +193,53 @@ async fn audit_overhead(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64)
     );
     let postmaster = postmaster_pid(db).await;
     for conns in [1, clients] {
-        let (mut insert, mut update) = (Alternated::default(), Alternated::default());
+        // Per operation: [the capture against none, the floor against none].
+        let mut insert: [Alternated; 2] = Default::default();
+        let mut update: [Alternated; 2] = Default::default();
         for r in 0..rounds {
-            let mut round = [(0.0, 0.0); 2];
-            // Every other round the other side goes first. No checkpoint before each side: the
-            // sides differ in how much WAL they write (see `settle`).
-            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let toggle = ["enable", "disable"][i];
-                db.admin().batch(&format!("alter table tasks {toggle} trigger tasks_audit")).await?;
+            let mut round = [(0.0, 0.0); 3];
+            // Every other round the order is reversed. No checkpoint before each side: the sides
+            // differ in how much WAL they write (see `settle`).
+            let order = if r % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            for side in order {
+                db.admin().batch(&format!("alter table tasks {}", triggers[side])).await?;
                 let before = cpu(postmaster);
                 let ins = run_todo_db(db, ids, conns, slice, |scope| async move {
                     scope.tasks().create(&NewTask::new("audited task").expect("valid")).await.map(|_| ())
                 })
                 .await;
-                insert.spent(i, cpu_since(postmaster, before), ins * slice as f64);
+                let ins_cpu = cpu_since(postmaster, before);
                 let before = cpu(postmaster);
                 let upd = run_updates(db, pairs.clone(), conns, slice).await;
-                update.spent(i, cpu_since(postmaster, before), upd * slice as f64);
-                round[i] = (ins, upd);
+                let upd_cpu = cpu_since(postmaster, before);
+                // No capture is the reference of both comparisons.
+                let slots: &[(usize, usize)] = match side {
+                    0 => &[(0, 0)],
+                    1 => &[(1, 0)],
+                    _ => &[(0, 1), (1, 1)],
+                };
+                for &(pair, i) in slots {
+                    insert[pair].spent(i, ins_cpu, ins * slice as f64);
+                    update[pair].spent(i, upd_cpu, upd * slice as f64);
+                }
+                round[side] = (ins, upd);
             }
-            insert.push(round[0].0, round[1].0);
-            update.push(round[0].1, round[1].1);
+            for pair in 0..2 {
+                insert[pair].push(round[pair].0, round[2].0);
+                update[pair].push(round[pair].1, round[2].1);
+            }
         }
-        db.admin().batch("alter table tasks enable trigger tasks_audit").await?;
-        insert.print(&format!("insert a task, {conns} conn"));
-        update.print(&format!("update a task, {conns} conn"));
+        insert[0].print(&format!("insert a task, {conns} conn"));
+        insert[1].print("  floor: a trigger writing a bare log row");
+        update[0].print(&format!("update a task, {conns} conn"));
+        update[1].print("  floor: a trigger writing a bare log row");
     }
+    db.admin()
+        .batch(
+            "begin; set local role todo_owner; alter table tasks enable trigger tasks_audit; \
+             drop trigger tasks_audit_floor on tasks; drop function audit.bench_floor(); commit",
+        )
+        .await?;
     Ok(())
 }
 
