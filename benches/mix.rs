@@ -18,8 +18,9 @@
 //! BENCH_MIX_ROUNDS (6: each side runs once per round, the order reversed every round; many short
 //! rounds, because a side's rate moves by ±15% from round to round on a shared machine),
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
-//! transaction mode; skipped, with a note, when pgbouncer is not installed), BENCH_POOLED_CLIENTS
-//! (8), BENCH_POOLED_ROUNDS (3);
+//! transaction mode, next to pgbench's same statements through it and todo-db direct; skipped,
+//! with a note, when pgbouncer is not installed; PGBOUNCER names it), BENCH_POOLED_CLIENTS (8),
+//! BENCH_POOLED_ROUNDS (3);
 //! BENCH_QUICK=1 for a smoke run; BENCH_SETTLE=0 (no VACUUM and CHECKPOINT before each run);
 //! BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts
 //! there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
@@ -167,37 +168,71 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Scenario 1b: the same mix through PgBouncer in transaction mode (what Neon's pooled endpoint
-    // is), unnamed statements, next to the direct connection, alternated.
-    // Skipped, saying so, when PgBouncer is not installed.
+    // is): todo-db through it (prepared statements when it tracks them, as 1.21 and later do and
+    // Neon's does; unnamed otherwise), pgbench sending todo-db's statements through the same
+    // PgBouncer, and todo-db direct, alternated. Skipped, saying so, when PgBouncer is not
+    // installed.
     let pooled_wanted = std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0");
     if pooled_wanted && todo_db::local::pgbouncer_binary().is_none() {
         println!();
-        println!("Scenario 1b skipped: pgbouncer is not installed (apt-get install pgbouncer, or set PGBOUNCER)");
+        println!("Scenario 1b skipped: pgbouncer is not installed (scripts/install-servers, or set PGBOUNCER)");
     } else if pooled_wanted {
         let clients = knob("BENCH_POOLED_CLIENTS", 8, 4);
         let pooler = todo_db::local::LocalPooler::start(&url, clients as usize)?;
+        let mode = if pooler.tracks_prepared {
+            todo_db::config::StatementMode::Prepared
+        } else {
+            todo_db::config::StatementMode::Unnamed
+        };
         let mut s = Settings::default();
         s.pool.size = clients as usize;
         s.pool.overflow = 0;
-        s.pool.statements = todo_db::config::StatementMode::Unnamed;
-        let pooled = Db::connect_url(&pooler.url(&url), &s).await?;
-        let (mut direct_ops, mut pooled_ops) = (0.0, 0.0);
+        s.pool.statements = mode;
+        let pooled_url = pooler.url(&url);
+        let pooled = Db::connect_url(&pooled_url, &s).await?;
+        // Through the pooler todo-db logs in as the admin login and switches role per operation;
+        // pgbench sends exactly those statements.
+        let (owner_same, _) = scripts(data.users.len(), data.tasks.len(), false);
+        let owner_same: Vec<(&str, String, u32)> = OPS.iter().zip(owner_same).map(|((n, w), s)| (*n, s, *w)).collect();
         let rounds = knob("BENCH_POOLED_ROUNDS", 3, 1);
-        for _ in 0..rounds {
-            settle(&db).await;
-            direct_ops += run_mix(&db, &data, clients, seconds).await.0;
-            settle(&db).await;
-            pooled_ops += run_mix(&pooled, &data, clients, seconds).await.0;
+        let mut totals = [0.0f64; 3];
+        let mut per_round = Vec::new();
+        for round in 0..rounds {
+            let mut got = [0.0f64; 3];
+            let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            for side in order {
+                settle(&db).await;
+                got[side] = match side {
+                    0 => run_mix(&pooled, &data, clients, seconds).await.0,
+                    1 => pgbench_mix(&pooled_url, &owner_same, clients, seconds)?.tps,
+                    _ => run_mix(&db, &data, clients, seconds).await.0,
+                };
+            }
+            per_round.push((got[0] / got[1], got[0] / got[2]));
+            totals.iter_mut().zip(got).for_each(|(t, g)| *t += g / rounds as f64);
         }
         println!();
-        println!("Scenario 1b: the mix through PgBouncer (transaction mode, unnamed statements), {clients} clients");
-        println!("{:<44} {:>10} {:>10} {:>7}", "", "pooled/s", "direct/s", "ratio");
         println!(
-            "{:<44} {:>10.0} {:>10.0} {:>7.2}",
-            "workload mix, alternated rounds",
-            pooled_ops / rounds as f64,
-            direct_ops / rounds as f64,
-            pooled_ops / direct_ops
+            "Scenario 1b: the mix through PgBouncer {} (transaction mode, {} statements), {clients} clients",
+            pooler.version,
+            if pooler.tracks_prepared { "prepared" } else { "unnamed" }
+        );
+        println!("{:<44} {:>10}", "", "ops/s");
+        println!("{:<44} {:>10.0}", "todo-db through PgBouncer", totals[0]);
+        println!("{:<44} {:>10.0}", "pgbench same statements through PgBouncer", totals[1]);
+        println!("{:<44} {:>10.0}", "todo-db direct", totals[2]);
+        let (vs_pgbench, vs_direct): (Vec<f64>, Vec<f64>) = per_round.iter().copied().unzip();
+        println!(
+            "{:<44} vs pgbench through PgBouncer {:.2}x, vs todo-db direct {:.2}x",
+            "ratio",
+            totals[0] / totals[1],
+            totals[0] / totals[2]
+        );
+        println!(
+            "{:<44} per-round median (range): vs pgbench {}, vs direct {}",
+            "",
+            ratio_spread(vs_pgbench),
+            ratio_spread(vs_direct)
         );
         pooled.close();
     }

@@ -307,13 +307,19 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
         "server_version" => {
             let r = q1("select current_setting('server_version_num')::int, current_setting('server_version')").await?;
             let (num, text): (i32, String) = (r.get(0), r.get(1));
-            let s = if num >= 150_000 { Status::Ok } else { Status::Critical };
-            let msg = if s == Status::Ok {
-                format!("PostgreSQL {text}")
-            } else {
-                format!("PostgreSQL {text}: todo-db needs 15 or newer; upgrade the server")
+            let supported = crate::schema::SUPPORTED_MAJORS;
+            let (oldest, newest) = (*supported.start(), *supported.end());
+            let (s, msg) = match num / 10_000 {
+                m if m < oldest => {
+                    (Status::Critical, format!("PostgreSQL {text}: todo-db needs {oldest} or newer; upgrade the server"))
+                }
+                m if m > newest => (
+                    Status::Warning,
+                    format!("PostgreSQL {text}: newer than todo-db is tested on ({oldest} to {newest}); run its tests there"),
+                ),
+                _ => (Status::Ok, format!("PostgreSQL {text}")),
             };
-            found(s, f64::from(num), "", "critical < 150000".into(), msg)
+            found(s, f64::from(num), "", format!("critical < {oldest}0000, warning > {newest}"), msg)
         }
         "pool" => {
             let p = pool;

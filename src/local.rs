@@ -1,11 +1,18 @@
 //! The embedded default: a PostgreSQL cluster that todo-db creates, starts and owns under
 //! `.todo-db/` (or `TODO_DB_HOME`) when no `DATABASE_URL` is set.
 //!
-//! It uses the PostgreSQL server binaries installed on the machine. `initdb` and `postgres` refuse
-//! to run as root; when todo-db runs as root it runs them as the `postgres` system account. The
-//! cluster listens on 127.0.0.1 only, on a free port chosen at creation, with TLS from a private
-//! CA created alongside it (so the URL uses `sslmode=verify-full`), and password authentication
-//! (SCRAM) with a random password kept in `.todo-db/password` (mode 0600).
+//! It uses the PostgreSQL server binaries installed on the machine (or `TODO_DB_PG_BIN`). `initdb`
+//! and `postgres` refuse to run as root; when todo-db runs as root it runs them as the `postgres`
+//! system account. The cluster listens on 127.0.0.1 only, on a free port chosen at creation, with
+//! TLS from a private CA created alongside it (so the URL uses `sslmode=verify-full`), and password
+//! authentication (SCRAM).
+//!
+//! Its admin login is made the way Neon makes `neondb_owner`, so that everything run against the
+//! embedded default proves what a Neon user gets: [`OWNER`] is not a superuser; it has LOGIN,
+//! CREATEDB, CREATEROLE and BYPASSRLS and is a member of the NOLOGIN role `neon_superuser`. Its
+//! password is kept in `.todo-db/password` (mode 0600). The cluster's superuser ([`SUPERUSER`],
+//! password in `.todo-db/superuser-password`) only creates that login, and takes base backups for
+//! a replica (which needs the REPLICATION attribute; Neon makes its replicas itself).
 
 use std::fs;
 use std::io::Write;
@@ -23,8 +30,12 @@ use crate::error::{Error, Result};
 
 /// The database the embedded default's URL names.
 pub const DATABASE: &str = "todo";
-/// The cluster's superuser (todo-db's admin login).
-pub const SUPERUSER: &str = "todo";
+/// The cluster's superuser: creates the admin login, takes a replica's base backup; nothing else.
+pub const SUPERUSER: &str = "postgres";
+/// todo-db's admin login, made as Neon makes its owner role (not a superuser).
+pub const OWNER: &str = "todo";
+/// The NOLOGIN role the owner is a member of, as on Neon.
+pub const NEON_SUPERUSER: &str = "neon_superuser";
 /// The cluster's login for user scopes: a member of `todo_app` only (see
 /// [`schema::app_login_sql`](crate::schema)); its password is kept in `.todo-db/app-password`.
 pub const APP_LOGIN: &str = "todo_app_login";
@@ -41,13 +52,17 @@ pub struct Status {
     pub running: bool,
     pub port: Option<u16>,
     pub bin_dir: Option<PathBuf>,
+    /// The major version of the binaries in `bin_dir`.
+    pub version: Option<u32>,
 }
 
 /// A running embedded cluster and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Running {
     pub port: u16,
+    /// The owner login's password.
     password: String,
+    superuser_password: String,
     /// The app login's password (`None` for a cluster that has none yet: a replica of one).
     app_password: Option<String>,
     ca: PathBuf,
@@ -59,7 +74,13 @@ impl Running {
         self.url_for(DATABASE)
     }
     pub fn url_for(&self, database: &str) -> String {
-        self.login_url(SUPERUSER, &self.password, database)
+        self.login_url(OWNER, &self.password, database)
+    }
+
+    /// The cluster superuser's URL: for what only a superuser may do to a local cluster (creating
+    /// the owner login, a replica's base backup); never todo-db's own work.
+    pub fn superuser_url_for(&self, database: &str) -> String {
+        self.login_url(SUPERUSER, &self.superuser_password, database)
     }
 
     /// The URL user scopes use (`APP_DATABASE_URL`): the app login, which cannot bypass RLS.
@@ -119,16 +140,24 @@ impl Cluster {
             .open(this.home.join("lock"))
             .map_err(|e| this.io("open", &this.home.join("lock"), e))?;
         lock.lock().map_err(|e| this.io("lock", &this.home.join("lock"), e))?;
-        let bin = find_bin_dir()?;
+        let bin = this.bin_dir()?;
         let run_as = run_as()?;
         if !this.data().join("PG_VERSION").exists() {
             this.create(&bin, run_as)?;
+        } else if !this.home.join("superuser-password").exists() {
+            return Err(Error::Local(format!(
+                "the embedded cluster at {} was made by an older todo-db, with a superuser as its admin login; \
+                 todo-db now logs in as a non-superuser owner, as on Neon. Keep its data with `todo-db backup \
+                 create`, then `todo-db local stop`, remove the directory, and start again (`todo-db backup \
+                 restore` brings the data back)",
+                this.home.display()
+            )));
         }
         if !this.is_running(&bin, run_as)? {
             this.start(&bin, run_as)?;
         }
         if !this.home.join("app-password").exists() {
-            this.create_app_login(&bin)?;
+            this.create_logins()?;
         }
         let running = this.running()?;
         drop(lock);
@@ -136,24 +165,25 @@ impl Cluster {
     }
 
     pub fn status(&self) -> Result<Status> {
-        let bin = find_bin_dir().ok();
+        let bin = self.bin_dir().ok();
         let initialized = self.data().join("PG_VERSION").exists();
         let running = match (&bin, initialized) {
             (Some(bin), true) => self.is_running(bin, run_as()?)?,
             _ => false,
         };
-        Ok(Status { home: self.home.clone(), initialized, running, port: self.read_port().ok(), bin_dir: bin })
+        let version = bin.as_deref().and_then(|b| server_major(b).ok());
+        Ok(Status { home: self.home.clone(), initialized, running, port: self.read_port().ok(), bin_dir: bin, version })
     }
 
     /// Makes this (not yet created) cluster a streaming replica of `primary`, which must be
     /// running: `pg_basebackup -R` of the primary, its own port, then started. For tests and for
     /// trying `DATABASE_READ_URL` locally.
     pub fn create_replica_of(&self, primary: &Cluster) -> Result<Running> {
-        let bin = find_bin_dir()?;
+        let bin = primary.bin_dir()?;
         let run_as = run_as()?;
         let source = primary.running()?;
         fs::create_dir_all(&self.home).map_err(|e| self.io("create", &self.home, e))?;
-        for f in ["password", "app-password", "ca.crt"] {
+        for f in ["password", "superuser-password", "app-password", "ca.crt"] {
             if f == "app-password" && !primary.home.join(f).exists() {
                 continue;
             }
@@ -167,14 +197,22 @@ impl Cluster {
             chown(&data, r)?;
         }
         let out = run(command(&bin, "pg_basebackup", run_as)
-            .env("PGPASSWORD", &source.password)
+            .env("PGPASSWORD", &source.superuser_password)
             .env("PGSSLMODE", "require")
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-X", "stream", "--checkpoint=fast", "-h", "127.0.0.1", "-U", SUPERUSER, "-p"])
+            .args(["-X", "stream", "--checkpoint=fast", "-h", "127.0.0.1", "-U", SUPERUSER, "-p"])
             .arg(source.port.to_string()))?;
         check(&out, "pg_basebackup")?;
-        self.write_conf(free_port()?, run_as)?;
+        // The standby settings are written here rather than by `pg_basebackup -R`: a newer
+        // pg_basebackup writes connection options (sslnegotiation, ...) an older server's
+        // walreceiver refuses.
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} password={} sslmode=require application_name=todo-db-replica",
+            source.port, source.superuser_password
+        );
+        write_private(&data.join("standby.signal"), b"", run_as)?;
+        self.write_conf_with(free_port()?, run_as, &format!("primary_conninfo = '{conninfo}'\n"))?;
         self.start(&bin, run_as)?;
         self.running()
     }
@@ -187,7 +225,7 @@ impl Cluster {
     /// Stops the server with `pg_ctl -m MODE`: `fast` (roll back sessions, checkpoint), or
     /// `immediate` (no checkpoint: the next start runs crash recovery, as after a power loss).
     pub fn stop_with(&self, mode: &str) -> Result<bool> {
-        let bin = find_bin_dir()?;
+        let bin = self.bin_dir()?;
         let run_as = run_as()?;
         if !self.data().join("PG_VERSION").exists() || !self.is_running(&bin, run_as)? {
             return Ok(false);
@@ -201,37 +239,50 @@ impl Cluster {
     fn running(&self) -> Result<Running> {
         let password = fs::read_to_string(self.home.join("password"))
             .map_err(|e| self.io("read", &self.home.join("password"), e))?;
+        let superuser_password = fs::read_to_string(self.home.join("superuser-password"))
+            .map_err(|e| self.io("read", &self.home.join("superuser-password"), e))?;
         let app_password = fs::read_to_string(self.home.join("app-password")).ok().map(|p| p.trim().to_string());
         Ok(Running {
             port: self.read_port()?,
             password: password.trim().to_string(),
+            superuser_password: superuser_password.trim().to_string(),
             app_password,
             ca: self.home.join("ca.crt"),
         })
     }
 
-    /// Creates the app login with a new random password (through `psql`, the SQL on its standard
-    /// input so the password shows in no process list), then keeps the password in `app-password`.
-    fn create_app_login(&self, bin: &Path) -> Result<()> {
+    /// Creates the logins on a new cluster: the superuser makes the owner as Neon makes
+    /// `neondb_owner` (and nothing else); the owner then makes the app login, as a Neon user would,
+    /// with a new random password kept in `app-password`. Idempotent.
+    fn create_logins(&self) -> Result<()> {
         let running = self.running()?;
+        run_sql(&running.superuser_url_for("postgres"), &owner_login_sql(OWNER, &running.password)?)
+            .map_err(|e| Error::Local(format!("creating the owner login {OWNER}: {e}")))?;
         let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
         let sql = crate::schema::app_login_sql(APP_LOGIN, &password)?;
-        let mut child = command(bin, "psql", None)
-            .env("PGPASSWORD", &running.password)
-            .env("PGSSLMODE", "require")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", "postgres", "-p"])
-            .arg(running.port.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Local(format!("cannot run psql: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(sql.as_bytes()).map_err(|e| Error::Local(format!("cannot write to psql: {e}")))?;
-        }
-        let out = child.wait_with_output().map_err(|e| Error::Local(format!("psql failed: {e}")))?;
-        check(&out, "creating the app login")?;
+        run_sql(&running.url_for("postgres"), &sql)
+            .map_err(|e| Error::Local(format!("creating the app login {APP_LOGIN}: {e}")))?;
         write_private(&self.home.join("app-password"), password.as_bytes(), None)
+    }
+
+    /// The server binaries this cluster runs on: `TODO_DB_PG_BIN`, or those found on the machine,
+    /// preferring the major version an existing cluster was made with.
+    pub fn bin_dir(&self) -> Result<PathBuf> {
+        let made_with = fs::read_to_string(self.data().join("PG_VERSION")).ok().and_then(|v| v.trim().parse().ok());
+        let bin = find_bin_dir_for(made_with)?;
+        if let Some(made_with) = made_with {
+            let have = server_major(&bin)?;
+            if have != made_with {
+                return Err(Error::Local(format!(
+                    "the embedded cluster at {} is PostgreSQL {made_with}, but the server binaries in {} are \
+                     PostgreSQL {have}: set TODO_DB_PG_BIN to a PostgreSQL {made_with} bin directory, or \
+                     TODO_DB_HOME to another directory for a cluster of {have}",
+                    self.home.display(),
+                    bin.display()
+                )));
+            }
+        }
+        Ok(bin)
     }
 
     fn read_port(&self) -> Result<u16> {
@@ -252,8 +303,10 @@ impl Cluster {
         let data = self.data();
         fs::create_dir_all(&data).map_err(|e| self.io("create", &data, e))?;
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| self.io("chmod", &data, e))?;
-        let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-        write_private(&self.home.join("password"), password.as_bytes(), None)?;
+        let random = || -> String { rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect() };
+        write_private(&self.home.join("password"), random().as_bytes(), None)?;
+        let password = random();
+        write_private(&self.home.join("superuser-password"), password.as_bytes(), None)?;
         let pwfile = self.home.join("initdb.pw");
         write_private(&pwfile, password.as_bytes(), run_as)?;
         if let Some(r) = run_as {
@@ -292,6 +345,17 @@ impl Cluster {
     }
 
     fn write_conf(&self, port: u16, run_as: Option<RunAs>) -> Result<()> {
+        let extra = fs::read_to_string(self.data().join("todo-db.conf"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("primary_conninfo"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        self.write_conf_with(port, run_as, &extra)
+    }
+
+    /// `todo-db.conf`, with `extra` lines at its end (a standby's `primary_conninfo`).
+    fn write_conf_with(&self, port: u16, run_as: Option<RunAs>, extra: &str) -> Result<()> {
         let conf = format!(
             "# Written by todo-db: the embedded default cluster.\n\
              listen_addresses = '127.0.0.1'\n\
@@ -301,7 +365,8 @@ impl Cluster {
              ssl_cert_file = 'server.crt'\n\
              ssl_key_file = 'server.key'\n\
              max_connections = 200\n\
-             logging_collector = off\n"
+             logging_collector = off\n\
+             {extra}"
         );
         write_private(&self.data().join("todo-db.conf"), conf.as_bytes(), run_as)?;
         fs::write(self.home.join("port"), port.to_string()).map_err(|e| self.io("write", &self.home, e))
@@ -411,10 +476,26 @@ fn run_as() -> Result<Option<RunAs>> {
     ))
 }
 
-/// Finds a directory with initdb, pg_ctl and postgres: PATH, `pg_config --bindir`, then the
-/// newest `/usr/lib/postgresql/*/bin`.
+/// Finds a directory with initdb, pg_ctl and postgres: `TODO_DB_PG_BIN`, then PATH, `pg_config
+/// --bindir`, and the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf> {
+    find_bin_dir_for(None)
+}
+
+/// As [`find_bin_dir`], preferring a directory of PostgreSQL `major` when one is found.
+pub fn find_bin_dir_for(major: Option<u32>) -> Result<PathBuf> {
     let complete = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    if let Some(dir) = std::env::var_os("TODO_DB_PG_BIN").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if !complete(&dir) {
+            return Err(Error::Config(format!(
+                "TODO_DB_PG_BIN={}: not a PostgreSQL bin directory (it needs initdb, pg_ctl and postgres; \
+                 scripts/install-servers installs PostgreSQL 15 to 18)",
+                dir.display()
+            )));
+        }
+        return Ok(dir);
+    }
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -438,14 +519,70 @@ pub fn find_bin_dir() -> Result<PathBuf> {
         .collect();
     versions.sort();
     candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
-    candidates.into_iter().find(|d| complete(d)).ok_or_else(|| {
+    candidates.retain(|d| complete(d));
+    let preferred = major.and_then(|m| candidates.iter().find(|d| server_major(d).ok() == Some(m)).cloned());
+    preferred.or_else(|| candidates.into_iter().next()).ok_or_else(|| {
         Error::Local(
-            "no PostgreSQL server binaries found (initdb, pg_ctl, postgres) on PATH, via pg_config or under \
-             /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `apt-get install postgresql`) or set \
-             DATABASE_URL to an existing server"
+            "no PostgreSQL server binaries found (initdb, pg_ctl, postgres) in TODO_DB_PG_BIN, on PATH, via \
+             pg_config or under /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `apt-get install \
+             postgresql`, or scripts/install-servers for 15 to 18) or set DATABASE_URL to an existing server"
                 .into(),
         )
     })
+}
+
+/// The major version of the server in `bin` (`postgres --version`: "postgres (PostgreSQL) 17.10").
+pub fn server_major(bin: &Path) -> Result<u32> {
+    let out = run(Command::new(bin.join("postgres")).arg("--version"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| Error::Local(format!("{}: cannot read the version from {text:?}", bin.display())))
+}
+
+/// The SQL, run by the cluster's superuser, that makes `login` as Neon makes `neondb_owner`:
+/// LOGIN, CREATEDB, CREATEROLE, BYPASSRLS, a member of the NOLOGIN `neon_superuser`. Idempotent.
+/// Holds the password: send it, never log it.
+fn owner_login_sql(login: &str, password: &str) -> Result<String> {
+    crate::schema::plain_identifier(login)?;
+    let password = password.replace('\'', "''");
+    Ok(format!(
+        r#"do $$
+begin
+    if not exists (select 1 from pg_roles where rolname = '{NEON_SUPERUSER}') then
+        create role {NEON_SUPERUSER} nologin createdb createrole bypassrls replication;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = '{login}') then
+        create role {login} login;
+    end if;
+end
+$$;
+alter role {login} login nosuperuser createdb createrole bypassrls inherit password '{password}';
+grant {NEON_SUPERUSER} to {login};
+"#
+    ))
+}
+
+/// Runs `sql` (several statements) on its own connection to `url`, from any thread: a runtime of
+/// its own on a thread of its own, so it works inside and outside an async context.
+fn run_sql(url: &str, sql: &str) -> Result<()> {
+    let target = crate::db::Target::parse(url, &crate::config::PoolSettings::default(), false)?;
+    let sql = sql.to_string();
+    std::thread::spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Local(format!("cannot start a runtime: {e}")))?;
+        rt.block_on(async {
+            let client = target.connect(std::time::Duration::from_secs(10), std::time::Duration::from_secs(10)).await?;
+            client.batch_execute(&sql).await.map_err(|e| Error::from_pg(e, &target.to_string()))
+        })
+    })
+    .join()
+    .map_err(|_| Error::Local("the SQL thread panicked".into()))?
 }
 
 /// A private CA, and a server certificate it signs for localhost and 127.0.0.1.
@@ -470,6 +607,11 @@ fn certificates() -> Result<(String, String, String)> {
 pub struct LocalPooler {
     pub port: u16,
     pub dir: PathBuf,
+    /// The PgBouncer version, e.g. `1.24.1`.
+    pub version: String,
+    /// Whether it tracks protocol-level prepared statements across its server connections
+    /// (`max_prepared_statements`, PgBouncer 1.21 and later; set to 1000, as on Neon).
+    pub tracks_prepared: bool,
     watcher: std::process::Child,
 }
 
@@ -482,9 +624,10 @@ impl Drop for LocalPooler {
 }
 
 impl LocalPooler {
-    /// Starts `pgbouncer` (from `$PGBOUNCER`, `PATH` or /usr/sbin) on a free port of 127.0.0.1,
-    /// forwarding every database to the server `server_url` names with its login, at most
-    /// `pool_size` server connections per database. Clients connect without TLS.
+    /// Starts `pgbouncer` (see [`pgbouncer_binary`]) on a free port of 127.0.0.1, forwarding every
+    /// database to the server `server_url` names with its login, at most `pool_size` server
+    /// connections per database. Clients connect without TLS. A PgBouncer that can track prepared
+    /// statements (1.21 and later) does, for up to 1000 per connection, as Neon's pooler does.
     pub fn start(server_url: &str, pool_size: usize) -> Result<LocalPooler> {
         let server = url::Url::parse(server_url).map_err(|_| Error::Config("the server URL does not parse".into()))?;
         let (user, password) = (server.username().to_string(), server.password().unwrap_or("").to_string());
@@ -494,11 +637,21 @@ impl LocalPooler {
         let tls =
             if server.query_pairs().any(|(k, v)| k == "sslmode" && v != "disable") { "require" } else { "disable" };
         let auth = if password.is_empty() { "trust" } else { "scram-sha-256" };
+        let bin = pgbouncer_binary().ok_or_else(|| {
+            Error::Local(
+                "pgbouncer is not installed (scripts/install-servers builds PgBouncer 1.24; or apt-get install \
+                 pgbouncer, or set PGBOUNCER to its path)"
+                    .into(),
+            )
+        })?;
+        let version = pgbouncer_version(&bin)?;
+        let tracks_prepared = version_at_least(&version, (1, 21));
+        let prepared = if tracks_prepared { "max_prepared_statements = 1000\n" } else { "" };
         let config = format!(
             "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = {auth}\nauth_file = {auth_file}\npool_mode = transaction\n\
              max_client_conn = 2000\ndefault_pool_size = {pool_size}\nserver_tls_sslmode = {tls}\n\
-             ignore_startup_parameters = extra_float_digits,options\n",
+             ignore_startup_parameters = extra_float_digits,options\n{prepared}",
             server.host_str().unwrap_or("127.0.0.1"),
             server.port().unwrap_or(5432),
             auth_file = dir.join("users.txt").display(),
@@ -510,9 +663,6 @@ impl LocalPooler {
         for (f, mode) in [("", 0o755), ("pgbouncer.ini", 0o644), ("users.txt", 0o644)] {
             fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).map_err(|e| io(&dir, e))?;
         }
-        let bin = pgbouncer_binary().ok_or_else(|| {
-            Error::Local("pgbouncer is not installed (apt-get install pgbouncer, or set PGBOUNCER to its path)".into())
-        })?;
         let as_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
         // PgBouncer must not outlive its watcher, however the watcher ends (Drop kills it with
         // SIGKILL, which no trap sees): `setpriv --pdeathsig` sends it SIGTERM when the watcher
@@ -543,7 +693,7 @@ impl LocalPooler {
             .args(["-c", &script])
             .spawn()
             .map_err(|e| Error::Local(format!("cannot start pgbouncer (apt-get install pgbouncer): {e}")))?;
-        let pooler = LocalPooler { port, dir, watcher };
+        let pooler = LocalPooler { port, dir, version, tracks_prepared, watcher };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(pooler);
@@ -567,18 +717,37 @@ impl LocalPooler {
     }
 }
 
-/// PgBouncer's executable: `PGBOUNCER`, the usual install paths, then `PATH`.
+/// PgBouncer's executable: `PGBOUNCER`, the one scripts/install-servers builds (under
+/// `TODO_DB_CACHE`, default /var/cache/todo-db), the usual install paths, then `PATH`.
 pub fn pgbouncer_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("PGBOUNCER") {
         return Some(PathBuf::from(p));
     }
+    let cache = std::env::var_os("TODO_DB_CACHE").filter(|c| !c.is_empty()).unwrap_or("/var/cache/todo-db".into());
     let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/usr/bin", "/usr/local/bin"]
-        .iter()
-        .map(PathBuf::from)
+    [Path::new(&cache).join("pgbouncer/bin")]
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin"].iter().map(PathBuf::from))
         .chain(std::env::split_paths(&path))
         .map(|d| d.join("pgbouncer"))
         .find(|p| p.is_file())
+}
+
+/// `pgbouncer --version`'s version ("PgBouncer 1.24.1" -> "1.24.1").
+pub fn pgbouncer_version(bin: &Path) -> Result<String> {
+    let out = run(Command::new(bin).arg("--version"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("PgBouncer "))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| Error::Local(format!("{}: not PgBouncer? --version said {:?}", bin.display(), text.trim())))
+}
+
+fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }
 
 /// `url` with its host and port replaced by 127.0.0.1:`port` and TLS off: for a pooler or a

@@ -60,11 +60,17 @@ async fn verify_on(conn: &Conn, db: &Db, started: Instant) -> Result<Report> {
     let num: i32 = row.get(0);
     let version: String = row.get(1);
     let short = version.split(" on ").next().unwrap_or(&version).to_string();
+    let supported = schema::SUPPORTED_MAJORS;
+    let (oldest, newest) = (*supported.start(), *supported.end());
     out.push(component(
         "server",
         "version",
-        num >= 150000,
-        if num >= 150000 { short } else { format!("{short}: todo-db needs PostgreSQL 15 or newer") },
+        num / 10_000 >= oldest,
+        match num / 10_000 {
+            m if m < oldest => format!("{short}: todo-db needs PostgreSQL {oldest} or newer"),
+            m if m > newest => format!("{short} (newer than todo-db is tested on: {oldest} to {newest})"),
+            _ => short,
+        },
     ));
 
     for m in schema::status(conn).await? {

@@ -198,3 +198,69 @@ fn environment_values_that_are_not_utf8_are_refused_by_name() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("TODO_DB_POOL_SIZE is not valid UTF-8"));
 }
+
+/// Day one on Neon: a fresh cluster whose only login is Neon's kind of owner (not a superuser;
+/// CREATEDB, CREATEROLE, BYPASSRLS, in `neon_superuser`), which made the app login and so
+/// `todo_app` itself. `init` sets everything up as that login, on every version (from 16 on, a
+/// role it created is granted back to it with ADMIN OPTION only: it grants itself SET and
+/// INHERIT), and `verify` is all ok.
+#[tokio::test]
+async fn init_as_neons_owner_role_on_a_fresh_cluster_then_verify_is_all_ok() {
+    let home = std::env::temp_dir().join(format!("todo-db-day-one-{}", std::process::id()));
+    let cluster = todo_db::local::Cluster::new(&home);
+    let running = cluster.ensure_running().await.unwrap();
+    let url = running.url();
+    todo_db(&url).arg("init").assert().success().stdout(predicate::str::contains("verify"));
+    let out = todo_db(&url).args(["verify", "--json"]).assert().success().get_output().stdout.clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let db = todo_db::Db::connect_url(&url, &common::settings()).await.unwrap();
+    let major = common::server_major(&db).await;
+    let who: bool =
+        db.admin().query("select rolsuper from pg_roles where rolname = current_user", &[]).await.unwrap()[0].get(0);
+    assert!(!who, "init ran as a login that is not a superuser");
+    for role in ["todo_owner", "todo_app"] {
+        let rows = db
+            .admin()
+            .query("select pg_has_role(current_user, $1, 'usage'), pg_has_role(current_user, $1, 'member')", &[&role])
+            .await
+            .unwrap();
+        assert!(rows[0].get::<_, bool>(0) && rows[0].get::<_, bool>(1), "the login inherits and may act as {role}");
+    }
+    // The app login works under RLS as a member of todo_app only.
+    let mut s = common::settings();
+    s.app_url = running.app_url().map(todo_db::config::Secret::new);
+    let app = todo_db::Db::connect_url(&url, &s).await.unwrap();
+    let u = app.admin().users().create(&todo_db::model::NewUser::new("day1@example.com", "D").unwrap()).await.unwrap();
+    app.user(u.id).tasks().create(&todo_db::model::NewTask::new("first").unwrap()).await.unwrap();
+    assert_eq!(app.app_login(), Some(todo_db::local::APP_LOGIN));
+    app.close();
+
+    // A second owner-like login that did not create the roles: on 16 and later it may not grant
+    // itself SET and INHERIT on them, and `init` says exactly which grant to ask for; on 15 its
+    // CREATEROLE lets it take the membership.
+    let superuser =
+        todo_db::Db::connect_url(&running.superuser_url_for("postgres"), &common::settings()).await.unwrap();
+    for sql in [
+        "create role neondb_owner login password 'second-owner-pw' createdb createrole bypassrls in role neon_superuser",
+        "create database neondb owner neondb_owner",
+    ] {
+        superuser.admin().batch(sql).await.unwrap();
+    }
+    superuser.close();
+    let mut second = url::Url::parse(&running.url_for("neondb")).unwrap();
+    second.set_username("neondb_owner").unwrap();
+    second.set_password(Some("second-owner-pw")).unwrap();
+    let out = todo_db(second.as_str()).arg("init").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if major >= 16 {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("grant todo_owner to neondb_owner with set true, inherit true"), "{err}");
+        assert!(!err.contains("second-owner-pw"), "no password in the error");
+    } else {
+        assert!(out.status.success(), "{err}");
+    }
+    db.close();
+    cluster.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+}

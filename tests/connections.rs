@@ -289,3 +289,67 @@ async fn sequential_work_reuses_the_most_recently_used_connection() {
     assert_eq!(seen.len(), 1, "sequential operations used {} server processes", seen.len());
     assert_eq!(t.db.pool_status().open, 4, "the others stay open, idle, for a burst");
 }
+
+/// Neon hands out URLs ending in `?sslmode=require&channel_binding=require`. Over TLS they log in
+/// with SCRAM-SHA-256-PLUS, the server's certificate bound into the exchange (the driver refuses
+/// a login without the binding, so connecting proves it); without TLS, where nothing can be
+/// bound, they are refused, saying why.
+#[tokio::test]
+async fn a_url_requiring_channel_binding_logs_in_over_tls_and_is_refused_clearly_without() {
+    let home = std::env::temp_dir().join(format!("todo-db-binding-{}", std::process::id()));
+    let (cluster, url) = common::private_cluster(&home).await;
+    let with_query = |pairs: &[(&str, &str)]| {
+        let mut u = url::Url::parse(&url).unwrap();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        u.to_string()
+    };
+    let neon_style = with_query(&[("sslmode", "require"), ("channel_binding", "require")]);
+    let db = Db::connect_url(&neon_style, &settings()).await.unwrap();
+    let rows = db.admin().query("select ssl from pg_stat_ssl where pid = pg_backend_pid()", &[]).await.unwrap();
+    assert!(rows[0].get::<_, bool>(0), "the session is encrypted");
+    db.close();
+
+    let plain = with_query(&[("sslmode", "disable"), ("channel_binding", "require")]);
+    let password = url::Url::parse(&url).unwrap().password().unwrap().to_string();
+    match Db::connect_url(&plain, &settings()).await {
+        Err(Error::Config(m)) => {
+            assert!(m.contains("channel_binding=require") && m.contains("sslmode=disable"), "{m}");
+            assert!(!m.contains(&password), "no password in the error");
+        }
+        other => panic!("channel_binding=require without TLS must be refused: {:?}", other.map(|_| ())),
+    }
+    // Where the server cannot bind, `prefer` logs in without the binding.
+    let prefer = with_query(&[("sslmode", "disable"), ("channel_binding", "prefer")]);
+    Db::connect_url(&prefer, &settings()).await.unwrap().close();
+    cluster.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// The server is the version the run asked for (`TODO_DB_TEST_PG_MAJOR`, set by scripts/test for
+/// each version), and the embedded cluster's admin login is Neon's kind of owner: not a superuser,
+/// with CREATEDB, CREATEROLE and BYPASSRLS, a member of `neon_superuser`.
+#[tokio::test]
+async fn the_server_is_the_version_asked_for_and_the_admin_login_is_not_a_superuser() {
+    let t = TestDb::new().await;
+    let major = common::server_major(&t.db).await;
+    eprintln!("server: PostgreSQL {major}");
+    if let Ok(want) = std::env::var("TODO_DB_TEST_PG_MAJOR") {
+        assert_eq!(major.to_string(), want, "TODO_DB_TEST_PG_MAJOR={want}, but the server is PostgreSQL {major}");
+    }
+    assert!((15..=18).contains(&major), "todo-db supports PostgreSQL 15 to 18, not {major}");
+    if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        return; // another server: its login is whatever DATABASE_URL names
+    }
+    let rows = t
+        .db
+        .admin()
+        .query(
+            "select rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, pg_has_role(current_user, 'neon_superuser', 'member') \
+             from pg_roles where rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap();
+    let flags: Vec<bool> = (0..5).map(|i| rows[0].get(i)).collect();
+    assert_eq!(flags, [false, true, true, true, true], "superuser, createdb, createrole, bypassrls, in neon_superuser");
+}

@@ -43,6 +43,10 @@ impl LocalArgs {
                         "binaries:    {}",
                         s.bin_dir.map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into())
                     );
+                    println!(
+                        "version:     {}",
+                        s.version.map(|v| format!("PostgreSQL {v}")).unwrap_or_else(|| "-".into())
+                    );
                 }
                 Ok(if s.running { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }

@@ -151,6 +151,15 @@ impl Target {
 
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
         let text = error_chain(&e);
+        if text.contains("did not use channel binding") {
+            return Error::Config(format!(
+                "the server at {self} did not use channel binding, which the URL's channel_binding=require \
+                 demands: binding needs TLS (sslmode=require or stricter, sslmode={} here) and SCRAM password \
+                 authentication end to end (a pooler or proxy that ends TLS itself cannot bind); use \
+                 channel_binding=prefer where the server cannot bind",
+                self.tls.mode.as_str()
+            ));
+        }
         if text.contains("TLS") || text.contains("certificate") || text.contains("tls") {
             let root =
                 self.tls.root_cert.as_ref().map(|p| format!(", sslrootcert={}", p.display())).unwrap_or_default();

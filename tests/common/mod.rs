@@ -19,7 +19,19 @@ pub fn server_url() -> String {
     }
 }
 
-/// The embedded test cluster, when DATABASE_URL does not name a server.
+/// The URL of database `db` as the server's superuser: for what a test does to the server from
+/// outside todo-db (making a misconfigured role to be found). The embedded cluster's superuser, or
+/// DATABASE_URL's login.
+pub fn superuser_url(db: &str) -> String {
+    match embedded() {
+        Some(running) => running.superuser_url_for(db),
+        None => with_database(&std::env::var("DATABASE_URL").expect("DATABASE_URL"), db),
+    }
+}
+
+/// The embedded test cluster, when DATABASE_URL does not name a server: `TODO_DB_HOME` (default
+/// `.todo-db` in the project), on the server binaries of `TODO_DB_PG_BIN` (default: found on the
+/// machine). Its admin login is Neon's kind of owner, not a superuser.
 fn embedded() -> Option<&'static todo_db::local::Running> {
     static RUNNING: OnceLock<Option<todo_db::local::Running>> = OnceLock::new();
     RUNNING
@@ -27,10 +39,19 @@ fn embedded() -> Option<&'static todo_db::local::Running> {
             if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
                 return None;
             }
-            let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db");
+            let home = std::env::var_os("TODO_DB_HOME")
+                .filter(|h| !h.is_empty())
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db"));
             Some(todo_db::local::Cluster::new(home).ensure_running_blocking().expect("embedded test cluster"))
         })
         .as_ref()
+}
+
+/// The test server's major version (`server_version_num` / 10000).
+pub async fn server_major(db: &Db) -> i32 {
+    let rows = db.admin().query("select current_setting('server_version_num')::int / 10000", &[]).await.unwrap();
+    rows[0].get(0)
 }
 
 /// The app login's URL for database `db` (APP_DATABASE_URL): the embedded cluster's own login.
@@ -55,23 +76,57 @@ pub fn settings() -> Settings {
     s.pool.overflow = 0;
     s.pool.acquire_timeout = Duration::from_secs(10);
     s.pool.connect_retry = Duration::from_secs(5);
-    if through_pgbouncer() {
-        s.pool.statements = todo_db::config::StatementMode::Unnamed;
+    match pgbouncer_mode() {
+        Some(PgBouncerMode::Unnamed) => s.pool.statements = todo_db::config::StatementMode::Unnamed,
+        Some(PgBouncerMode::Prepared) => s.pool.statements = todo_db::config::StatementMode::Prepared,
+        None => {}
     }
     s
 }
 
-/// `TODO_DB_TEST_PGBOUNCER=1`: each test's own connections go through a PgBouncer in transaction
-/// mode that the harness starts (as Neon's pooled endpoint would), with unnamed statements; the
-/// harness's admin work (templates, database copies) stays direct.
-pub fn through_pgbouncer() -> bool {
-    std::env::var("TODO_DB_TEST_PGBOUNCER").is_ok_and(|v| v == "1")
+/// How the harness's PgBouncer is used (`TODO_DB_TEST_PGBOUNCER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgBouncerMode {
+    /// `1` or `unnamed`: unnamed statements (any PgBouncer).
+    Unnamed,
+    /// `prepared`: prepared statements, which the pooler tracks across its server connections
+    /// (PgBouncer 1.21 and later, as Neon's pooler is).
+    Prepared,
 }
 
-/// The harness's PgBouncer (started on first use, stopped when this process exits).
+pub fn pgbouncer_mode() -> Option<PgBouncerMode> {
+    match std::env::var("TODO_DB_TEST_PGBOUNCER").unwrap_or_default().as_str() {
+        "" | "0" => None,
+        "1" | "unnamed" => Some(PgBouncerMode::Unnamed),
+        "prepared" => Some(PgBouncerMode::Prepared),
+        other => panic!("TODO_DB_TEST_PGBOUNCER={other:?}: expected 1, unnamed or prepared"),
+    }
+}
+
+/// `TODO_DB_TEST_PGBOUNCER` set: each test's own connections go through a PgBouncer in
+/// transaction mode that the harness starts (as Neon's pooled endpoint would); the harness's
+/// admin work (templates, database copies) stays direct.
+pub fn through_pgbouncer() -> bool {
+    pgbouncer_mode().is_some()
+}
+
+/// The harness's PgBouncer (started on first use, stopped when this process exits). In the
+/// `prepared` mode it must track prepared statements, or the run stops saying so.
 pub fn pooler() -> &'static todo_db::local::LocalPooler {
     static POOLER: OnceLock<todo_db::local::LocalPooler> = OnceLock::new();
-    POOLER.get_or_init(|| todo_db::local::LocalPooler::start(&server_url(), 2).expect("pgbouncer for the pooled tests"))
+    POOLER.get_or_init(|| {
+        let pooler = todo_db::local::LocalPooler::start(&server_url(), 2).expect("pgbouncer for the pooled tests");
+        if pgbouncer_mode() == Some(PgBouncerMode::Prepared) {
+            assert!(
+                pooler.tracks_prepared,
+                "TODO_DB_TEST_PGBOUNCER=prepared needs PgBouncer 1.21 or later, found {}; scripts/install-servers \
+                 builds 1.24 (PGBOUNCER names the binary)",
+                pooler.version
+            );
+        }
+        eprintln!("through PgBouncer {} ({:?} statements)", pooler.version, pgbouncer_mode());
+        pooler
+    })
 }
 
 /// The URL a test's own pool uses: direct, or through the harness's PgBouncer.
