@@ -170,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
     // Scenario 1b: the same mix through PgBouncer in transaction mode (what Neon's pooled endpoint
     // is): todo-db through it (prepared statements when it tracks them, as 1.21 and later do and
     // Neon's does; unnamed otherwise), pgbench sending todo-db's statements through the same
-    // PgBouncer, and todo-db direct, alternated. Skipped, saying so, when PgBouncer is not
+    // PgBouncer, todo-db direct, and todo-db through it with unnamed statements, alternated. Skipped, saying so, when PgBouncer is not
     // installed.
     let pooled_wanted = std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0");
     if pooled_wanted && todo_db::local::pgbouncer_binary().is_none() {
@@ -178,7 +178,9 @@ async fn main() -> anyhow::Result<()> {
         println!("Scenario 1b skipped: pgbouncer is not installed (scripts/install-servers, or set PGBOUNCER)");
     } else if pooled_wanted {
         let clients = knob("BENCH_POOLED_CLIENTS", 8, 4);
-        let pooler = todo_db::local::LocalPooler::start(&url, clients as usize)?;
+        // User scopes log in through the pooler as the app login, as they do direct (a Neon
+        // user points APP_DATABASE_URL at the pooled endpoint too).
+        let pooler = todo_db::local::LocalPooler::start_with(&url, clients as usize, &[&scoped_url], true)?;
         let mode = if pooler.tracks_prepared {
             todo_db::config::StatementMode::Prepared
         } else {
@@ -189,23 +191,28 @@ async fn main() -> anyhow::Result<()> {
         s.pool.overflow = 0;
         s.pool.statements = mode;
         let pooled_url = pooler.url(&url);
+        let scoped_pooled_url = pooler.url(&scoped_url);
+        if db.app_login().is_some() {
+            s.app_url = Some(todo_db::config::Secret::new(scoped_pooled_url.clone()));
+        }
         let pooled = Db::connect_url(&pooled_url, &s).await?;
-        // Through the pooler todo-db logs in as the admin login and switches role per operation;
-        // pgbench sends exactly those statements.
-        let (owner_same, _) = scripts(data.users.len(), data.tasks.len(), false);
-        let owner_same: Vec<(&str, String, u32)> = OPS.iter().zip(owner_same).map(|((n, w), s)| (*n, s, *w)).collect();
+        // Unnamed statements through the same pooler, for comparison (what TODO_DB_STATEMENTS=unnamed
+        // gives).
+        s.pool.statements = todo_db::config::StatementMode::Unnamed;
+        let unnamed = Db::connect_url(&pooled_url, &s).await?;
         let rounds = knob("BENCH_POOLED_ROUNDS", 3, 1);
-        let mut totals = [0.0f64; 3];
+        let mut totals = [0.0f64; 4];
         let mut per_round = Vec::new();
         for round in 0..rounds {
-            let mut got = [0.0f64; 3];
-            let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+            let mut got = [0.0f64; 4];
+            let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [3, 2, 1, 0] };
             for side in order {
                 settle(&db).await;
                 got[side] = match side {
                     0 => run_mix(&pooled, &data, clients, seconds).await.0,
-                    1 => pgbench_mix(&pooled_url, &owner_same, clients, seconds)?.tps,
-                    _ => run_mix(&db, &data, clients, seconds).await.0,
+                    1 => pgbench_mix(&scoped_pooled_url, &same, clients, seconds)?.tps,
+                    2 => run_mix(&db, &data, clients, seconds).await.0,
+                    _ => run_mix(&unnamed, &data, clients, seconds).await.0,
                 };
             }
             per_round.push((got[0] / got[1], got[0] / got[2]));
@@ -221,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{:<44} {:>10.0}", "todo-db through PgBouncer", totals[0]);
         println!("{:<44} {:>10.0}", "pgbench same statements through PgBouncer", totals[1]);
         println!("{:<44} {:>10.0}", "todo-db direct", totals[2]);
+        println!("{:<44} {:>10.0}", "todo-db through PgBouncer, unnamed statements", totals[3]);
         let (vs_pgbench, vs_direct): (Vec<f64>, Vec<f64>) = per_round.iter().copied().unzip();
         println!(
             "{:<44} vs pgbench through PgBouncer {:.2}x, vs todo-db direct {:.2}x",
@@ -235,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             ratio_spread(vs_direct)
         );
         pooled.close();
+        unnamed.close();
     }
 
     // Scenario 2: round trips under latency, counted by the delay the proxy adds (server work, the

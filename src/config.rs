@@ -90,8 +90,10 @@ pub struct PoolSettings {
     pub statements: StatementMode,
 }
 
-/// `TODO_DB_STATEMENTS`: `auto` (the default: unnamed for a host whose name contains `-pooler`,
-/// as Neon's pooled endpoints do; prepared otherwise), `prepared` or `unnamed`.
+/// `TODO_DB_STATEMENTS`: `auto` (the default: prepared, everywhere: Neon's pooled endpoints, the
+/// `-pooler` hosts, are PgBouncer with `max_prepared_statements`, which carries prepared
+/// statements across its server connections), `prepared`, or `unnamed` (for a transaction-mode
+/// pooler that does not track them: PgBouncer before 1.21, or `max_prepared_statements = 0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StatementMode {
     #[default]
@@ -101,10 +103,9 @@ pub enum StatementMode {
 }
 
 impl StatementMode {
-    /// The mode for a server at `host`.
-    pub fn resolve(self, host: &str) -> StatementMode {
+    /// The mode for a server at `host`: `auto` is prepared for every host (see above).
+    pub fn resolve(self, _host: &str) -> StatementMode {
         match self {
-            StatementMode::Auto if host.contains("-pooler") => StatementMode::Unnamed,
             StatementMode::Auto => StatementMode::Prepared,
             other => other,
         }
@@ -166,6 +167,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("DATABASE_READ_URL", "read replica URL for reporting reads"),
     ("APP_DATABASE_URL", "login for user scopes: a todo_app member without BYPASSRLS (embedded default: its own)"),
     ("TODO_DB_HOME", "directory of the embedded local cluster (default .todo-db)"),
+    ("TODO_DB_PG_BIN", "PostgreSQL bin directory the embedded cluster runs on (default: found on the machine)"),
+    ("TODO_DB_CACHE", "where scripts/install-servers keeps servers and PgBouncer (default /var/cache/todo-db)"),
     ("TODO_DB_ALLOW_INSECURE", "1 = allow sslmode=disable to a non-local host"),
     ("TODO_DB_BACKUP_DIR", "where backup create writes and backup list / prune look (default backups)"),
     ("TODO_DB_BACKUP_KEY", "base64 256-bit key for backup create --encrypt, verify and restore"),
@@ -193,7 +196,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TODO_DB_KEEPALIVE_IDLE", "TCP keepalive idle time (default 30s)"),
     (
         "TODO_DB_STATEMENTS",
-        "auto | prepared | unnamed: unnamed statements for a transaction-mode pooler (auto: for a -pooler host)",
+        "auto | prepared | unnamed: unnamed for a transaction-mode pooler that does not track prepared statements (auto: prepared)",
     ),
 ];
 

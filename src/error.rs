@@ -105,6 +105,18 @@ impl Error {
             }
         }
         let code = db.code().code().to_string();
+        // invalid_sql_statement_name / duplicate_prepared_statement: the session does not hold
+        // the statements this connection prepared, which is what a transaction-mode pooler that
+        // does not track prepared statements does to them.
+        if matches!(code.as_str(), "26000" | "42P05") && db.message().contains("prepared statement") {
+            return Error::Config(format!(
+                "{target}: {}: statements prepared on this connection are not on the server session \
+                 answering it, as behind a transaction-mode pooler that does not track prepared statements \
+                 (PgBouncer before 1.21, or max_prepared_statements = 0); set TODO_DB_STATEMENTS=unnamed \
+                 for it, or enable its tracking",
+                db.message()
+            ));
+        }
         if matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006") {
             return Error::Unavailable {
                 target: target.to_string(),

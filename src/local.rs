@@ -629,8 +629,26 @@ impl LocalPooler {
     /// connections per database. Clients connect without TLS. A PgBouncer that can track prepared
     /// statements (1.21 and later) does, for up to 1000 per connection, as Neon's pooler does.
     pub fn start(server_url: &str, pool_size: usize) -> Result<LocalPooler> {
+        Self::start_with(server_url, pool_size, &[], true)
+    }
+
+    /// As [`start`](Self::start), also letting in the logins of `other_logins` (URLs of the same
+    /// server: the app login, say), each with its own pool of `pool_size`; with `track_prepared`
+    /// false it tracks no prepared statements even where it could (`max_prepared_statements = 0`,
+    /// as PgBouncer before 1.21 and a pooler configured so behave).
+    pub fn start_with(
+        server_url: &str,
+        pool_size: usize,
+        other_logins: &[&str],
+        track_prepared: bool,
+    ) -> Result<LocalPooler> {
         let server = url::Url::parse(server_url).map_err(|_| Error::Config("the server URL does not parse".into()))?;
         let (user, password) = (server.username().to_string(), server.password().unwrap_or("").to_string());
+        let mut users = format!("\"{user}\" \"{password}\"\n");
+        for other in other_logins {
+            let u = url::Url::parse(other).map_err(|_| Error::Config("a login URL does not parse".into()))?;
+            users.push_str(&format!("\"{}\" \"{}\"\n", u.username(), u.password().unwrap_or("")));
+        }
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("todo-db-pooler-{}-{port}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| Error::Local(format!("{}: {e}", dir.display())))?;
@@ -645,8 +663,13 @@ impl LocalPooler {
             )
         })?;
         let version = pgbouncer_version(&bin)?;
-        let tracks_prepared = version_at_least(&version, (1, 21));
-        let prepared = if tracks_prepared { "max_prepared_statements = 1000\n" } else { "" };
+        let can_track = version_at_least(&version, (1, 21));
+        let tracks_prepared = can_track && track_prepared;
+        let prepared = match (can_track, tracks_prepared) {
+            (true, true) => "max_prepared_statements = 1000\n",
+            (true, false) => "max_prepared_statements = 0\n",
+            _ => "",
+        };
         let config = format!(
             "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = {auth}\nauth_file = {auth_file}\npool_mode = transaction\n\
@@ -658,7 +681,7 @@ impl LocalPooler {
         );
         let io = |p: &Path, e: std::io::Error| Error::Local(format!("{}: {e}", p.display()));
         fs::write(dir.join("pgbouncer.ini"), config).map_err(|e| io(&dir, e))?;
-        fs::write(dir.join("users.txt"), format!("\"{user}\" \"{password}\"\n")).map_err(|e| io(&dir, e))?;
+        fs::write(dir.join("users.txt"), users).map_err(|e| io(&dir, e))?;
         // Readable by the postgres account, which runs PgBouncer when todo-db runs as root.
         for (f, mode) in [("", 0o755), ("pgbouncer.ini", 0o644), ("users.txt", 0o644)] {
             fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).map_err(|e| io(&dir, e))?;

@@ -202,3 +202,40 @@ async fn many_app_instances_share_one_pooler_without_errors_or_lost_writes() {
         pooler.version
     );
 }
+
+/// Through a transaction-mode pooler that does not track prepared statements (PgBouncer before
+/// 1.21, or `max_prepared_statements = 0`), a statement prepared in one transaction may reach
+/// another server session in the next: the operation fails, naming TODO_DB_STATEMENTS=unnamed,
+/// and never runs another client's statement (names carry a tag of the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_through_a_pooler_that_does_not_track_them_fail_naming_the_fix() {
+    let t = TestDb::new().await;
+    let pooler = todo_db::local::LocalPooler::start_with(&t.url, 2, &[], false).unwrap();
+    assert!(!pooler.tracks_prepared);
+    let users = [t.user("untracked1@example.com").await, t.user("untracked2@example.com").await];
+    let mut s = settings();
+    s.pool.size = 4;
+    s.pool.statements = StatementMode::Prepared;
+    let db = Db::connect_url(&pooler.url(&t.url), &s).await.unwrap();
+    let work = (0..4).map(|w| {
+        let db = db.clone();
+        let u = users[w % 2];
+        async move {
+            let mut errors = Vec::new();
+            for n in 0..25 {
+                match db.user(u).tasks().create(&NewTask::new(&format!("t{n}")).unwrap()).await {
+                    Ok(task) => assert_eq!(task.user_id, u),
+                    Err(e) => errors.push(e),
+                }
+            }
+            errors
+        }
+    });
+    let errors: Vec<todo_db::Error> = futures_util::future::join_all(work).await.into_iter().flatten().collect();
+    assert!(!errors.is_empty(), "statements prepared on one server session were missing on another");
+    for e in &errors {
+        let text = e.to_string();
+        assert!(matches!(e, todo_db::Error::Config(_)) && text.contains("TODO_DB_STATEMENTS=unnamed"), "{text}");
+    }
+    db.close();
+}

@@ -194,14 +194,15 @@ pub async fn admin_url(settings: &Settings) -> anyhow::Result<String> {
 }
 
 /// Refuses `what` (migrations, resets, seeding, backups, branches) through a transaction-mode
-/// pooler: they need one session (locks, COPY, catalog work). Points at DATABASE_DIRECT_URL.
+/// pooler: they need one session (locks, COPY, catalog work). Points at DATABASE_DIRECT_URL. A
+/// pooled endpoint is a Neon `-pooler` host, or any URL used with `TODO_DB_STATEMENTS=unnamed`.
 pub fn require_direct(settings: &Settings, what: &str) -> anyhow::Result<()> {
     if settings.direct_url.is_some() {
         return Ok(());
     }
     let Some(url) = &settings.database_url else { return Ok(()) };
     let target = todo_db::db::Target::parse(url.expose(), &settings.pool, settings.allow_insecure)?;
-    if settings.pool.statements.resolve(&target.host) == todo_db::config::StatementMode::Unnamed {
+    if target.host.contains("-pooler") || settings.pool.statements == todo_db::config::StatementMode::Unnamed {
         anyhow::bail!(
             "{what} needs a direct connection, and DATABASE_URL is a pooled endpoint ({target}): \
              set DATABASE_DIRECT_URL to the direct (unpooled) URL"

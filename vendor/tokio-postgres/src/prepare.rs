@@ -58,12 +58,21 @@ ORDER BY attnum
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
+/// A random tag of this process, part of every statement name: through a transaction-mode pooler
+/// that does not track prepared statements, a statement can reach a server session another
+/// process prepared on, where a name numbered from `s0` in every process could name *its*
+/// statement; with the tag it names none, and the server says so (26000).
+fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 pub async fn prepare(
     client: &Arc<InnerClient>,
     query: &str,
     types: &[Type],
 ) -> Result<Statement, Error> {
-    let name = format!("s{}", NEXT_ID.fetch_add(1, Ordering::SeqCst));
+    let name = format!("s{}_{}", process_tag(), NEXT_ID.fetch_add(1, Ordering::SeqCst));
     let buf = encode(client, &name, query, types)?;
     let mut responses = client.send(RequestMessages::Single(FrontendMessage::Raw(buf)))?;
 
