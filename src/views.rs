@@ -261,7 +261,7 @@ pub const ALL: &[(&str, &str, &[&str])] = &[
 /// user, so the planner's cost estimate for many users passes the JIT thresholds while the work
 /// stays small: compiling took 0.2-0.35 s and made every view's read of all users slower or no
 /// faster (2 000 users x 100 tasks: the summary 0.29-0.34 s with JIT, 0.11 s without;
-/// productivity 0.53-0.58 s, 0.24 s; BENCHMARKS.md, session 22).
+/// productivity 0.53-0.58 s, 0.24 s; BENCHMARKS.md, "Reporting views").
 pub fn settings_columns(tz: usize) -> String {
     format!(
         "set_config('app.time_zone', ${tz}, true), set_config('app.recent_days', ${}, true), \

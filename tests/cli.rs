@@ -144,9 +144,37 @@ fn the_embedded_cluster_starts_reports_and_stops() {
     let url = String::from_utf8(run(&["local", "url"]).assert().success().get_output().stdout.clone()).unwrap();
     assert!(url.contains("sslmode=verify-full"), "{url}");
     run(&["init"]).assert().success().stdout(predicate::str::contains("created database todo"));
-    run(&["local", "status", "--json"]).assert().success().stdout(predicate::str::contains("\"running\": true"));
+    let out = run(&["local", "status", "--json"]).assert().success().get_output().stdout.clone();
+    let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(status["running"], true);
+    // It runs on the version asked for (TODO_DB_PG_BIN, inherited from scripts/test).
+    if let Ok(want) = std::env::var("TODO_DB_TEST_PG_MAJOR") {
+        assert_eq!(status["version"].to_string(), want, "{status}");
+    }
+    assert!(status["version"].as_u64().is_some_and(|v| (15..=18).contains(&v)), "{status}");
     run(&["local", "stop"]).assert().success().stdout(predicate::str::contains("stopped"));
     run(&["local", "status"]).assert().code(3).stdout(predicate::str::contains("running:     false"));
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+/// A cluster made with one major version is not started on the binaries of another (the data
+/// directory would not load): the error names both versions and TODO_DB_PG_BIN.
+#[test]
+fn a_cluster_of_another_version_than_the_binaries_is_refused_naming_todo_db_pg_bin() {
+    let home = std::env::temp_dir().join(format!("todo-db-other-version-{}", std::process::id()));
+    std::fs::create_dir_all(home.join("data")).unwrap();
+    std::fs::write(home.join("data/PG_VERSION"), "14\n").unwrap();
+    std::fs::write(home.join("superuser-password"), "x").unwrap();
+    let out = Command::cargo_bin("todo-db")
+        .unwrap()
+        .env_remove("DATABASE_URL")
+        .env("TODO_DB_HOME", &home)
+        .args(["local", "start"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is PostgreSQL 14") && err.contains("TODO_DB_PG_BIN"), "{err}");
     std::fs::remove_dir_all(&home).unwrap();
 }
 

@@ -164,7 +164,7 @@ impl Db {
             // stay hot (their server process, plan and catalog caches in the CPU's caches), and the
             // rest go idle and are closed by the reaper. First-in-first-out rotated every request
             // through all the pool's server processes: the workload mix at 8 clients on a pool
-            // that had grown to 32 ran 25% slower than on one of 8 (BENCHMARKS.md, session 18).
+            // that had grown to 32 ran 25% slower than on one of 8 (BENCHMARKS.md, section 1).
             .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .build()
