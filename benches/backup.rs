@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let (url, db) = fresh_database(&server, "todo_bench_backup", workers + 1).await?;
     let report = seed::load(&db, &SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
     println!("seeded {users} users x {per_user} tasks ({} rows); {workers} backup workers", report.rows());
-    db.admin().batch("checkpoint").await?;
+    checkpoint(&db).await?;
 
     // Backup: todo-db, then pg_dump -Fc, then todo-db again (the mean of the two is reported).
     let mut ours = Vec::new();
@@ -75,7 +75,13 @@ async fn main() -> anyhow::Result<()> {
             let maint = todo_db::Db::connect_url(&with_database(&server, "postgres"), &Default::default()).await?;
             maint.admin().batch("drop database if exists todo_bench_pg_restore with (force)").await?;
             maint.admin().batch("create database todo_bench_pg_restore").await?;
-            let pg_url = with_database(&server, "todo_bench_pg_restore");
+            // pg_restore as the embedded cluster's superuser, as it is usually run (the dump's
+            // schema grants and owners need more than the owner login may do); todo-db's own
+            // restore above ran as the owner login.
+            let pg_url = match superuser_url("todo_bench_pg_restore").await {
+                Some(url) => url,
+                None => with_database(&server, "todo_bench_pg_restore"),
+            };
             let started = Instant::now();
             run(Command::new(bin.join("pg_restore"))
                 .args(["--exit-on-error", "-d", &pg_url])

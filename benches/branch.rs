@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         if seeded {
             seed::load(&db, &SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
         }
-        db.admin().batch("checkpoint").await?;
+        checkpoint(&db).await?;
         let size: i64 = db.admin().query("select pg_database_size(current_database())", &[]).await?[0].get(0);
         db.close();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -46,6 +46,21 @@ pub async fn superuser_url(db: &str) -> Option<String> {
     Some(todo_db::local::Cluster::new(".todo-db").ensure_running().await.ok()?.superuser_url_for(db))
 }
 
+/// A CHECKPOINT of `db`'s server. The embedded default's admin login is Neon's kind of owner,
+/// which may not checkpoint: its superuser does (the benchmark's own housekeeping, not todo-db's
+/// work); against DATABASE_URL, `db`'s login.
+pub async fn checkpoint(db: &Db) -> todo_db::Result<()> {
+    match superuser_url("postgres").await {
+        Some(url) => {
+            let su = Db::connect_url(&url, &Settings::default()).await?;
+            let done = su.admin().batch("checkpoint").await;
+            su.close();
+            done
+        }
+        None => db.admin().batch("checkpoint").await,
+    }
+}
+
 /// Drops and creates database `name` on `server`, migrated; returns its URL and a pool of `size`.
 pub async fn fresh_database(server: &str, name: &str, size: usize) -> anyhow::Result<(String, Db)> {
     let maint = Db::connect_url(&with_database(server, "postgres"), &Settings::default()).await?;
@@ -152,17 +167,7 @@ pub async fn settle(db: &Db) -> bool {
     let admin = db.admin();
     match async {
         admin.batch("vacuum tasks, tags, task_tags, audit.log").await?;
-        // The embedded default's admin login is Neon's kind of owner, which may not checkpoint:
-        // its superuser does (the benchmark's own housekeeping, not todo-db's work).
-        match superuser_url("postgres").await {
-            Some(url) => {
-                let su = Db::connect_url(&url, &Settings::default()).await?;
-                let done = su.admin().batch("checkpoint").await;
-                su.close();
-                done
-            }
-            None => admin.batch("checkpoint").await,
-        }
+        checkpoint(db).await
     }
     .await
     {

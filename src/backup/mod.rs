@@ -277,7 +277,7 @@ async fn dump_all(
 /// A read-only, repeatable-read transaction: one snapshot for everything a backup connection reads.
 async fn read_only_snapshot(
     conn: &mut Conn,
-) -> std::result::Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+) -> std::result::Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
     conn.build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)

@@ -23,7 +23,7 @@ pub struct Local {
     root: Target,
     settings: Settings,
     /// One connection to the server's maintenance database, opened on first use and kept.
-    maintenance: tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>,
+    maintenance: tokio::sync::Mutex<Option<crate::db::ClientWrapper>>,
 }
 
 /// What a branch database's comment holds.
@@ -54,7 +54,7 @@ impl Local {
     }
 
     /// The maintenance connection (CREATE / DROP DATABASE run there, never on a branch).
-    async fn maintenance(&self) -> Result<tokio::sync::MappedMutexGuard<'_, deadpool_postgres::ClientWrapper>> {
+    async fn maintenance(&self) -> Result<tokio::sync::MappedMutexGuard<'_, crate::db::ClientWrapper>> {
         let mut slot = self.maintenance.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             let client = self

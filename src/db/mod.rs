@@ -1,6 +1,7 @@
 //! The `Db` handle: the pool, and the two ways in: [`Db::user`] (RLS-scoped work for one user)
 //! and [`Db::admin`] (owner work across users).
 
+mod client;
 mod pool;
 mod scope;
 pub mod tls;
@@ -13,6 +14,7 @@ use deadpool::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+pub use client::ClientWrapper;
 pub(crate) use pool::error_chain;
 pub use pool::{is_local_host, Target};
 pub use pool::{Conn, Manager};

@@ -4,11 +4,11 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-use deadpool_postgres::ClientWrapper;
 use rand::Rng;
 use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::client::ClientWrapper;
 use super::tls::{self, SslMode, TlsOptions};
 use crate::config::PoolSettings;
 use crate::error::{Error, Result};

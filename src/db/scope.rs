@@ -236,7 +236,7 @@ pub(super) fn ends_session(e: &Error) -> bool {
 
 async fn flight(
     db: &Db,
-    client: &deadpool_postgres::ClientWrapper,
+    client: &super::ClientWrapper,
     identity: Option<&Stmt<'_>>,
     stmts: &[Stmt<'_>],
 ) -> Result<Vec<Vec<Row>>> {

@@ -144,7 +144,7 @@ pub fn pgbouncer_url(direct: &str) -> String {
     pooler().url(direct)
 }
 
-async fn maintenance() -> deadpool_postgres::ClientWrapper {
+async fn maintenance() -> todo_db::db::ClientWrapper {
     let s = settings();
     Target::parse(&server_url(), &s.pool, false)
         .unwrap()

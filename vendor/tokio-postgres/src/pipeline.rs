@@ -28,7 +28,10 @@ pub enum PipelineStatement<'a> {
 
 enum Answer {
     Prepared(Statement, Vec<DataRowBody>),
-    Unnamed(Vec<(String, Option<u32>, Option<i16>, i32, u32)>, Vec<DataRowBody>),
+    Unnamed(
+        Vec<(String, Option<u32>, Option<i16>, i32, u32)>,
+        Vec<DataRowBody>,
+    ),
 }
 
 pub(crate) async fn pipeline(
@@ -38,13 +41,21 @@ pub(crate) async fn pipeline(
     let buf = client.with_buf(|buf| {
         for (statement, params) in statements {
             match statement {
-                PipelineStatement::Prepared(st) => encode_bind(st, params.iter().copied(), "", buf)?,
+                PipelineStatement::Prepared(st) => {
+                    encode_bind(st, params.iter().copied(), "", buf)?
+                }
                 PipelineStatement::Unnamed(sql, types) => {
                     if types.len() != params.len() {
                         return Err(Error::parameters(params.len(), types.len()));
                     }
-                    frontend::parse("", sql, types.iter().map(Type::oid), buf).map_err(Error::encode)?;
-                    encode_bind_raw("", params.iter().copied().zip(types.iter().cloned()), "", buf)?;
+                    frontend::parse("", sql, types.iter().map(Type::oid), buf)
+                        .map_err(Error::encode)?;
+                    encode_bind_raw(
+                        "",
+                        params.iter().copied().zip(types.iter().cloned()),
+                        "",
+                        buf,
+                    )?;
                     frontend::describe(b'P', "", buf).map_err(Error::encode)?;
                 }
             }
@@ -61,9 +72,13 @@ pub(crate) async fn pipeline(
     for (statement, _) in statements {
         let unnamed = matches!(statement, PipelineStatement::Unnamed(..));
         if unnamed {
-            expect(responses.next().await?, |m| matches!(m, Message::ParseComplete))?;
+            expect(responses.next().await?, |m| {
+                matches!(m, Message::ParseComplete)
+            })?;
         }
-        expect(responses.next().await?, |m| matches!(m, Message::BindComplete))?;
+        expect(responses.next().await?, |m| {
+            matches!(m, Message::BindComplete)
+        })?;
         let mut columns = Vec::new();
         if unnamed {
             match responses.next().await? {
@@ -98,7 +113,9 @@ pub(crate) async fn pipeline(
     }
     // The commit happens at the Sync: an error there (a deferred constraint, a serialization
     // failure) comes before ReadyForQuery and means nothing was written.
-    expect(responses.next().await?, |m| matches!(m, Message::ReadyForQuery(_)))?;
+    expect(responses.next().await?, |m| {
+        matches!(m, Message::ReadyForQuery(_))
+    })?;
 
     let mut out = Vec::with_capacity(answers.len());
     for answer in answers {
@@ -108,12 +125,22 @@ pub(crate) async fn pipeline(
                 let mut columns = Vec::with_capacity(fields.len());
                 for (name, table_oid, column_id, type_modifier, oid) in fields {
                     let r#type = get_type(client, oid).await?;
-                    columns.push(Column { name, table_oid, column_id, type_modifier, r#type });
+                    columns.push(Column {
+                        name,
+                        table_oid,
+                        column_id,
+                        type_modifier,
+                        r#type,
+                    });
                 }
                 (Statement::unnamed(Vec::new(), columns), rows)
             }
         };
-        out.push(rows.into_iter().map(|body| Row::new(statement.clone(), body)).collect::<Result<Vec<_>, _>>()?);
+        out.push(
+            rows.into_iter()
+                .map(|body| Row::new(statement.clone(), body))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
     }
     Ok(out)
 }

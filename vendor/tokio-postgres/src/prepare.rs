@@ -72,7 +72,11 @@ pub async fn prepare(
     query: &str,
     types: &[Type],
 ) -> Result<Statement, Error> {
-    let name = format!("s{}_{}", process_tag(), NEXT_ID.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "s{}_{}",
+        process_tag(),
+        NEXT_ID.fetch_add(1, Ordering::SeqCst)
+    );
     let buf = encode(client, &name, query, types)?;
     let mut responses = client.send(RequestMessages::Single(FrontendMessage::Raw(buf)))?;
 
