@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
+
 use crate::schema::constraints;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -88,7 +90,7 @@ impl Error {
             Error::Database { code, .. } => {
                 // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
                 // cannot_connect_now: the server asks us to try again.
-                matches!(code.as_str(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                is_state(code, CONFLICTS) || is_state(code, SERVER_AWAY)
             }
             _ => false,
         }
@@ -108,7 +110,9 @@ impl Error {
         // invalid_sql_statement_name / duplicate_prepared_statement: the session does not hold
         // the statements this connection prepared, which is what a transaction-mode pooler that
         // does not track prepared statements does to them.
-        if matches!(code.as_str(), "26000" | "42P05") && db.message().contains("prepared statement") {
+        if is_state(&code, &[SqlState::INVALID_SQL_STATEMENT_NAME, SqlState::DUPLICATE_PSTATEMENT])
+            && db.message().contains("prepared statement")
+        {
             return Error::Config(format!(
                 "{target}: {}: statements prepared on this connection are not on the server session \
                  answering it, as behind a transaction-mode pooler that does not track prepared statements \
@@ -117,7 +121,7 @@ impl Error {
                 db.message()
             ));
         }
-        if matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006") {
+        if is_state(&code, SERVER_AWAY) || is_state(&code, CONNECTION_LOST) {
             return Error::Unavailable {
                 target: target.to_string(),
                 reason: db.message().to_string(),
@@ -126,4 +130,35 @@ impl Error {
         }
         Error::Database { code, message: db.message().to_string(), target: target.to_string(), source: err }
     }
+}
+
+/// The error and its causes on one line (tokio-postgres keeps the TLS reason in the source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+/// serialization_failure, deadlock_detected: the transaction lost a conflict and was rolled back,
+/// so running it again is safe.
+pub(crate) const CONFLICTS: &[SqlState] = &[SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED];
+/// admin_shutdown, crash_shutdown, cannot_connect_now: the server ended the session or is
+/// (re)starting; another connection, later, will do.
+pub(crate) const SERVER_AWAY: &[SqlState] =
+    &[SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+/// connection_exception, connection_does_not_exist, connection_failure.
+pub(crate) const CONNECTION_LOST: &[SqlState] =
+    &[SqlState::CONNECTION_EXCEPTION, SqlState::CONNECTION_DOES_NOT_EXIST, SqlState::CONNECTION_FAILURE];
+
+/// Whether the SQLSTATE `code` is one of `states`.
+pub(crate) fn is_state(code: &str, states: &[SqlState]) -> bool {
+    states.iter().any(|s| s.code() == code)
 }

@@ -352,7 +352,7 @@ pub async fn migrate_to(client: &mut Client, upto: Option<i32>) -> Result<Vec<Ap
                     "{:04}_{} failed: {}\n  in statement: {}",
                     m.version,
                     m.name,
-                    crate::db::error_chain(&e),
+                    crate::error::error_chain(&e),
                     one_line(stmt)
                 ))
             })?;

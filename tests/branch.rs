@@ -131,7 +131,21 @@ async fn diff_names_each_kind_of_change_and_finds_identical_branches_identical()
         predicate::str::contains("- index public.tasks_user_due_idx").and(predicate::str::contains("5 difference(s)")),
     );
     cli().args(["branch", "diff", "main", "main"]).assert().success().stdout(predicate::str::contains("identical"));
-    p.delete("changed", true).await.unwrap();
+    // Deleting asks first, as `reset` does: off a terminal it needs --yes; --dry-run names what
+    // would go and changes nothing.
+    cli()
+        .args(["branch", "delete", "changed"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("needs confirmation: pass --yes"));
+    cli()
+        .args(["branch", "delete", "changed", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would delete branch changed"));
+    assert!(p.list().await.unwrap().iter().any(|b| b.name == "changed"), "still there");
+    cli().args(["branch", "delete", "changed", "--yes", "--force"]).assert().success();
+    assert!(!p.list().await.unwrap().iter().any(|b| b.name == "changed"), "deleted");
 }
 
 // Multi-threaded: the CLI runs as a blocking child process, and closed pools must still get to

@@ -9,7 +9,7 @@ use todo_db::branch::{self, diff, local::Local, neon::NeonProvider, AnyProvider,
 use todo_db::config::parse_duration;
 use todo_db::{Db, Settings};
 
-use super::{admin_url, Output};
+use super::{admin_url, confirm, Confirm, Output};
 
 #[derive(Args)]
 pub struct BranchArgs {
@@ -23,12 +23,15 @@ enum BranchCommand {
     Create(CreateArgs),
     /// The branches, with their parents.
     List(Output),
-    /// Delete a branch (refuses protected branches and branches with children).
+    /// Delete a branch and its data (asks first; refuses protected branches and branches with
+    /// children).
     Delete {
         name: String,
         /// Terminate sessions still connected to the branch.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Reset a branch to its parent's current state.
     Reset {
@@ -156,7 +159,17 @@ impl BranchArgs {
                     print_tree(&all);
                 }
             }
-            BranchCommand::Delete { name, force } => {
+            BranchCommand::Delete { name, force, confirm: answer } => {
+                let all = p.list().await?;
+                let b = all.iter().find(|b| b.name == name).ok_or(todo_db::Error::NotFound { entity: "branch" })?;
+                if answer.dry_run {
+                    println!("would delete branch {} ({}) and all its data", b.name, b.location);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !confirm(&format!("delete branch {} ({}) and all its data?", b.name, b.location), &answer)? {
+                    println!("nothing changed");
+                    return Ok(ExitCode::from(1));
+                }
                 p.delete(&name, force).await?;
                 println!("deleted branch {name}");
             }

@@ -15,7 +15,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 pub use client::ClientWrapper;
-pub(crate) use pool::error_chain;
 pub use pool::{is_local_host, Target};
 pub use pool::{Conn, Manager};
 pub use scope::{Stmt, UserScope, CONFLICT_ATTEMPTS};

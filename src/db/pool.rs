@@ -11,7 +11,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::client::ClientWrapper;
 use super::tls::{self, SslMode, TlsOptions};
 use crate::config::PoolSettings;
-use crate::error::{Error, Result};
+use tokio_postgres::error::SqlState;
+
+use crate::error::{error_chain, is_state, Error, Result};
 
 /// Where a connection goes, parsed from a URL. `Display` is `host:port/database`: safe to log.
 #[derive(Clone)]
@@ -133,9 +135,15 @@ impl Target {
             };
             let transient = match &err {
                 Error::Unavailable { .. } => true,
-                Error::Database { code, .. } => {
-                    matches!(code.as_str(), "57P03" | "53300" | "08006" | "08001")
-                }
+                Error::Database { code, .. } => is_state(
+                    code,
+                    &[
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::TOO_MANY_CONNECTIONS,
+                        SqlState::CONNECTION_FAILURE,
+                        SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                    ],
+                ),
                 _ => false,
             };
             let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2));
@@ -167,14 +175,15 @@ impl Target {
         }
         if let Some(db) = e.as_db_error() {
             let code = db.code().code();
-            if code.starts_with("28") {
+            // Class 28: invalid authorization specification (a wrong password, say).
+            if code.starts_with(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION.code()[..2]) {
                 return Error::Config(format!(
                     "the server at {self} refused login for user {:?}: {}",
                     self.user,
                     db.message()
                 ));
             }
-            if code == "3D000" {
+            if code == SqlState::INVALID_CATALOG_NAME.code() {
                 return Error::Config(format!(
                     "database {:?} does not exist on {}:{} (run `todo-db init`)",
                     self.database, self.host, self.port
@@ -183,21 +192,6 @@ impl Target {
         }
         Error::from_pg(e, &self.to_string())
     }
-}
-
-/// The error and its causes on one line (tokio-postgres keeps the TLS reason in the source).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cur = s.source();
-    }
-    text
 }
 
 pub fn is_local_host(host: &str) -> bool {

@@ -24,11 +24,12 @@
 //! anything is sent.
 
 use futures_util::future::try_join_all;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{PipelineStatement, Row};
 
 use super::Db;
-use crate::error::{Error, Result};
+use crate::error::{is_state, Error, Result, CONFLICTS};
 use crate::model::UserId;
 
 /// Which login a pool holds, and so what a user scope's identity statement must do.
@@ -180,9 +181,7 @@ pub(super) async fn pipelined(db: &Db, identity: Option<&Stmt<'_>>, stmts: &[Stm
     let mut attempt = 1;
     loop {
         match pipelined_once(db, identity, stmts).await {
-            Err(Error::Database { code, .. })
-                if attempt < CONFLICT_ATTEMPTS && matches!(code.as_str(), "40001" | "40P01") =>
-            {
+            Err(Error::Database { code, .. }) if attempt < CONFLICT_ATTEMPTS && is_state(&code, CONFLICTS) => {
                 tracing::debug!(%code, attempt, "transaction conflict; running it again");
                 let pause = rand::random::<u64>() % (10 * attempt as u64) + 1;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
@@ -226,9 +225,15 @@ pub(super) fn ends_session(e: &Error) -> bool {
     match e {
         Error::Unavailable { .. } => true,
         // admin_shutdown, crash_shutdown, idle_session_timeout, idle_in_transaction timeout, and
-        // every connection exception.
+        // every connection exception (class 08).
         Error::Database { code, .. } => {
-            matches!(code.as_str(), "57P01" | "57P02" | "57P05" | "25P03") || code.starts_with("08")
+            let ended = [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::IDLE_SESSION_TIMEOUT,
+                SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            ];
+            is_state(code, &ended) || code.starts_with(&SqlState::CONNECTION_EXCEPTION.code()[..2])
         }
         _ => false,
     }
