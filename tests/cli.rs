@@ -107,6 +107,12 @@ fn help_explains_every_command() {
     for cmd in ["init", "verify", "reset", "migrate", "local"] {
         assert!(help.contains(cmd), "{cmd} in --help");
     }
+    // A command's own flags come first; the connection options under a heading of their own.
+    let out = Command::cargo_bin("todo-db").unwrap().args(["audit", "log", "--help"]).assert().success();
+    let help = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("{s} in audit log --help:\n{help}"));
+    assert!(at("--record") < at("Connection options") && at("Connection options") < at("--pool-size"), "{help}");
+    assert!(at("--limit") < at("Connection options"), "{help}");
 }
 
 #[tokio::test]

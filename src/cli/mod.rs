@@ -35,29 +35,32 @@ pub struct Cli {
     command: Command,
 }
 
+/// The help heading of the connection and pool options, apart from each command's own flags.
+const CONNECTION: &str = "Connection options (every command; each also an environment variable)";
+
 /// Connection and pool options shared by every command. Each also has an environment variable.
 #[derive(Args)]
 pub struct Global {
     /// PostgreSQL URL (postgresql://user:password@host:port/db?sslmode=verify-full). Default: $DATABASE_URL, else the embedded local cluster.
-    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Steady pool size [env: TODO_DB_POOL_SIZE, default 20].
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "N")]
     pool_size: Option<usize>,
     /// Extra connections under load [env: TODO_DB_POOL_OVERFLOW, default 30].
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "N")]
     pool_overflow: Option<usize>,
     /// Wait for a free connection, e.g. 30s [env: TODO_DB_ACQUIRE_TIMEOUT].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "DURATION", value_parser = parse_duration)]
     acquire_timeout: Option<std::time::Duration>,
     /// One connection attempt, e.g. 10s [env: TODO_DB_CONNECT_TIMEOUT].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "DURATION", value_parser = parse_duration)]
     connect_timeout: Option<std::time::Duration>,
     /// Server-side statement timeout, e.g. 30s [env: TODO_DB_STATEMENT_TIMEOUT].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "DURATION", value_parser = parse_duration)]
     statement_timeout: Option<std::time::Duration>,
     /// Recycle connections older than this, e.g. 5m [env: TODO_DB_MAX_LIFETIME].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, help_heading = CONNECTION, value_name = "DURATION", value_parser = parse_duration)]
     max_lifetime: Option<std::time::Duration>,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
