@@ -157,7 +157,7 @@ pub struct Settings {
     /// --replace) refuse without `--force`, as the database's protected mark does.
     pub environment: Option<String>,
     pub pool: PoolSettings,
-    pub lockout: crate::security::LockoutPolicy,
+    pub lockout: LockoutPolicy,
 }
 
 /// Every environment variable todo-db reads, with its meaning (used by `--help` and the docs).
@@ -250,7 +250,7 @@ impl Settings {
                 }
             };
         }
-        let mut lockout = crate::security::LockoutPolicy::default();
+        let mut lockout = LockoutPolicy::default();
         let mut max_failures = lockout.max_failures as usize;
         count("TODO_DB_LOCKOUT_MAX_FAILURES", &mut max_failures)?;
         lockout.max_failures = max_failures.max(1) as i64;
@@ -318,6 +318,20 @@ pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{raw:?} is not a valid duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// When failed logins lock an account (`TODO_DB_LOCKOUT_*`): `security::login` applies it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LockoutPolicy {
+    pub max_failures: i64,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy { max_failures: 5, window: Duration::from_secs(15 * 60), cooldown: Duration::from_secs(15 * 60) }
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ pub mod posture;
 pub mod tokens;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::config::LockoutPolicy;
 use crate::db::{Db, UserScope};
 use crate::error::{Error, Result};
 use crate::model::UserId;
@@ -34,19 +34,6 @@ impl ClientInfo {
 
 /// After `max_failures` failed logins within `window`, an account's logins are refused for
 /// `cooldown`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LockoutPolicy {
-    pub max_failures: i64,
-    pub window: Duration,
-    pub cooldown: Duration,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy { max_failures: 5, window: Duration::from_secs(15 * 60), cooldown: Duration::from_secs(15 * 60) }
-    }
-}
-
 /// Checks an email and password. Unknown email and wrong password give the same error after the
 /// same work (a verification against a dummy hash). A legacy bcrypt hash is replaced by Argon2id.
 #[tracing::instrument(skip_all, err)]
