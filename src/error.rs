@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::schema::constraints;
+use crate::constraints::{self, Violation};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -102,8 +102,8 @@ impl Error {
             return Error::Unavailable { target: target.to_string(), reason: err.to_string(), source: Some(err) };
         };
         if let Some(name) = db.constraint() {
-            if let Some(mapped) = constraints::classify(name) {
-                return mapped;
+            if let Some(meaning) = constraints::meaning(name) {
+                return meaning.into();
             }
         }
         let code = db.code().code().to_string();
@@ -129,6 +129,16 @@ impl Error {
             };
         }
         Error::Database { code, message: db.message().to_string(), target: target.to_string(), source: err }
+    }
+}
+
+impl From<Violation> for Error {
+    fn from(v: Violation) -> Self {
+        match v {
+            Violation::Conflict { field, constraint } => Error::Conflict { field, constraint },
+            Violation::Invalid { field, reason } => Error::validation(field, reason),
+            Violation::Missing { entity } => Error::NotFound { entity },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup;
 pub mod branch;
 pub mod config;
+pub mod constraints;
 pub mod db;
 pub mod error;
 pub mod health;

@@ -171,87 +171,9 @@ create table if not exists todo_db_migrations (
 /// Serialises concurrent migrators of one database.
 const MIGRATION_LOCK: i64 = 0x746f_646f_6462; // "tododb"
 
-/// Names of the schema's constraints, as Rust constants, and what each violation means.
-pub mod constraints {
-    use crate::error::Error;
-
-    pub const USERS_EMAIL_KEY: &str = "users_email_key";
-    pub const USERS_EMAIL_FORMAT: &str = "users_email_format";
-    pub const USERS_DISPLAY_NAME_LENGTH: &str = "users_display_name_length";
-    pub const TASKS_PKEY: &str = "tasks_pkey";
-    pub const TASKS_USER_ID_FKEY: &str = "tasks_user_id_fkey";
-    pub const TASKS_TITLE_TRIMMED: &str = "tasks_title_trimmed";
-    pub const TASKS_TITLE_LENGTH: &str = "tasks_title_length";
-    pub const TASKS_DESCRIPTION_LENGTH: &str = "tasks_description_length";
-    pub const TASKS_COMPLETED_AT_MATCHES: &str = "tasks_completed_at_matches";
-    pub const TAGS_PKEY: &str = "tags_pkey";
-    pub const TAGS_USER_ID_FKEY: &str = "tags_user_id_fkey";
-    pub const TAGS_USER_NAME_KEY: &str = "tags_user_name_key";
-    pub const TAGS_NAME_LENGTH: &str = "tags_name_length";
-    pub const TAGS_COLOR_FORMAT: &str = "tags_color_format";
-    pub const TASK_TAGS_PKEY: &str = "task_tags_pkey";
-    pub const TASK_TAGS_TASK_FKEY: &str = "task_tags_task_fkey";
-    pub const TASK_TAGS_TAG_FKEY: &str = "task_tags_tag_fkey";
-    pub const API_TOKENS_PURPOSE_LENGTH: &str = "api_tokens_purpose_length";
-    pub const API_TOKENS_HASH_KEY: &str = "api_tokens_hash_key";
-    pub const API_TOKENS_EXPIRY: &str = "api_tokens_expiry_after_creation";
-    pub const SECURITY_EVENTS_KIND_KNOWN: &str = "security_events_kind_known";
-
-    /// Every named constraint `verify` expects, with its table.
-    pub const ALL: &[(&str, &str)] = &[
-        ("users", "users_pkey"),
-        ("users", USERS_EMAIL_FORMAT),
-        ("users", USERS_DISPLAY_NAME_LENGTH),
-        ("tasks", TASKS_PKEY),
-        ("tasks", TASKS_USER_ID_FKEY),
-        ("tasks", TASKS_TITLE_TRIMMED),
-        ("tasks", TASKS_TITLE_LENGTH),
-        ("tasks", TASKS_DESCRIPTION_LENGTH),
-        ("tasks", TASKS_COMPLETED_AT_MATCHES),
-        ("tags", TAGS_PKEY),
-        ("tags", TAGS_USER_ID_FKEY),
-        ("tags", TAGS_NAME_LENGTH),
-        ("tags", TAGS_COLOR_FORMAT),
-        ("task_tags", TASK_TAGS_PKEY),
-        ("task_tags", TASK_TAGS_TASK_FKEY),
-        ("task_tags", TASK_TAGS_TAG_FKEY),
-        ("api_tokens", "api_tokens_pkey"),
-        ("api_tokens", API_TOKENS_PURPOSE_LENGTH),
-        ("api_tokens", "api_tokens_hash_length"),
-        ("api_tokens", API_TOKENS_EXPIRY),
-        ("security_events", "security_events_pkey"),
-        ("security_events", SECURITY_EVENTS_KIND_KNOWN),
-        ("security_events", "security_events_user_agent_length"),
-    ];
-
-    /// The typed error for a violated constraint, or `None` for a name todo-db does not know.
-    pub fn classify(name: &str) -> Option<Error> {
-        let v = |field, reason: &str| Some(Error::validation(field, reason));
-        match name {
-            USERS_EMAIL_KEY => Some(Error::Conflict { field: "email", constraint: USERS_EMAIL_KEY }),
-            USERS_EMAIL_FORMAT => v("email", "must look like name@example.com"),
-            USERS_DISPLAY_NAME_LENGTH => v("display_name", "is longer than 100 characters"),
-            TASKS_PKEY => Some(Error::Conflict { field: "task id", constraint: TASKS_PKEY }),
-            TASKS_USER_ID_FKEY | TAGS_USER_ID_FKEY => Some(Error::NotFound { entity: "user" }),
-            TASKS_TITLE_TRIMMED => v("title", "must not start or end with white space"),
-            TASKS_TITLE_LENGTH => v("title", "must be 1 to 255 characters"),
-            TASKS_DESCRIPTION_LENGTH => v("description", "must be at most 10000 characters"),
-            TASKS_COMPLETED_AT_MATCHES => v("completed_at", "is set exactly when the task is completed"),
-            TAGS_PKEY => Some(Error::Conflict { field: "tag id", constraint: TAGS_PKEY }),
-            TAGS_USER_NAME_KEY => Some(Error::Conflict { field: "tag", constraint: TAGS_USER_NAME_KEY }),
-            TAGS_NAME_LENGTH => v("tag", "must be 1 to 50 characters without surrounding white space"),
-            TAGS_COLOR_FORMAT => v("color", "must be a colour like #1e90ff"),
-            TASK_TAGS_PKEY => Some(Error::Conflict { field: "tag on task", constraint: TASK_TAGS_PKEY }),
-            TASK_TAGS_TASK_FKEY => Some(Error::NotFound { entity: "task" }),
-            TASK_TAGS_TAG_FKEY => Some(Error::NotFound { entity: "tag" }),
-            API_TOKENS_PURPOSE_LENGTH => v("purpose", "must be 1 to 100 characters without surrounding white space"),
-            API_TOKENS_HASH_KEY => Some(Error::Conflict { field: "token", constraint: API_TOKENS_HASH_KEY }),
-            API_TOKENS_EXPIRY => v("expires_at", "must be in the future"),
-            SECURITY_EVENTS_KIND_KNOWN => v("kind", "is not a known security event kind"),
-            _ => None,
-        }
-    }
-}
+/// Names of the schema's constraints and what each violation means (a leaf module that error
+/// mapping reads).
+pub use crate::constraints;
 
 /// Every table holding user data: RLS enabled and forced on each.
 pub const TABLES: &[&str] = &["users", "tasks", "tags", "task_tags", "api_tokens", "security_events"];

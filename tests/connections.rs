@@ -353,3 +353,18 @@ async fn the_server_is_the_version_asked_for_and_the_admin_login_is_not_a_superu
     let flags: Vec<bool> = (0..5).map(|i| rows[0].get(i)).collect();
     assert_eq!(flags, [false, true, true, true, true], "superuser, createdb, createrole, bypassrls, in neon_superuser");
 }
+
+/// The library connects to what it is given: without DATABASE_URL, `Db::connect` fails naming it
+/// and how to reach the embedded cluster, and starts nothing (no cluster appears in TODO_DB_HOME).
+#[tokio::test]
+async fn connect_without_a_database_url_says_so_and_starts_nothing() {
+    let home = std::env::temp_dir().join(format!("todo-db-no-url-{}", std::process::id()));
+    let mut s = settings();
+    s.database_url = None;
+    s.home = Some(home.clone());
+    match Db::connect(&s).await {
+        Err(Error::Config(m)) => assert!(m.contains("DATABASE_URL") && m.contains("todo-db local url"), "{m}"),
+        other => panic!("Db::connect without DATABASE_URL must refuse: {:?}", other.map(|_| ())),
+    }
+    assert!(!home.exists(), "no embedded cluster was created");
+}

@@ -23,7 +23,11 @@ enum LocalCommand {
     /// Stop the cluster (fast shutdown).
     Stop,
     /// Print the cluster's connection URL (it contains the generated password).
-    Url,
+    Url {
+        /// The app login's URL instead (APP_DATABASE_URL: user scopes under RLS).
+        #[arg(long)]
+        app: bool,
+    },
 }
 
 impl LocalArgs {
@@ -60,9 +64,14 @@ impl LocalArgs {
                 println!("{}", if was { "stopped" } else { "not running" });
                 Ok(ExitCode::SUCCESS)
             }
-            LocalCommand::Url => {
+            LocalCommand::Url { app } => {
                 let r = cluster.ensure_running().await?;
-                println!("{}", r.url());
+                let url = if app {
+                    r.app_url().ok_or_else(|| anyhow::anyhow!("the embedded cluster has no app login yet"))?
+                } else {
+                    r.url()
+                };
+                println!("{url}");
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -59,19 +59,20 @@ pub struct PoolStatus {
 }
 
 impl Db {
-    /// Connects to `DATABASE_URL`, or with none set, to the embedded local default (started on
-    /// demand). Opens one connection up front so a bad URL or password fails here, clearly.
+    /// Connects to `DATABASE_URL` (and `APP_DATABASE_URL` for user scopes, when set). Opens one
+    /// connection up front so a bad URL or password fails here, clearly. It connects to what it is
+    /// given and nothing else: with no `DATABASE_URL` it says so (the embedded local cluster is
+    /// the CLI's: `todo-db local start`, then `todo-db local url` and `todo-db local url --app`).
     pub async fn connect(settings: &Settings) -> Result<Db> {
-        let url = match &settings.database_url {
-            Some(url) => url.expose().clone(),
-            None => {
-                // The embedded default's own app login, unless APP_DATABASE_URL names another.
-                let running = crate::local::Cluster::new(settings.home_dir()).ensure_running().await?;
-                let app_url = settings.app_url.clone().or_else(|| running.app_url().map(crate::config::Secret::new));
-                return Self::connect_url(&running.url(), &Settings { app_url, ..settings.clone() }).await;
-            }
+        let Some(url) = &settings.database_url else {
+            return Err(Error::Config(
+                "DATABASE_URL is not set: the library connects only to the server it is given. For the embedded \
+                 local cluster, run `todo-db local start` and set DATABASE_URL to `todo-db local url` (and \
+                 APP_DATABASE_URL to `todo-db local url --app`)"
+                    .into(),
+            ));
         };
-        Self::connect_url(&url, settings).await
+        Self::connect_url(url.expose(), settings).await
     }
 
     /// Connects to an explicit URL with the pool settings of `settings`.

@@ -11,8 +11,9 @@
 //! bad credentials or a missing or unknown token, 404 for unknown rows, 409 for a conflict, 423 for
 //! a locked account, 503 when the database is unavailable.
 //!
-//! Configuration: todo-db's (`DATABASE_URL`, ...; see its README) and `TODO_WEB_LISTEN`
-//! (default 127.0.0.1:3000).
+//! Configuration: todo-db's (`DATABASE_URL`, required, and `APP_DATABASE_URL` for the login user
+//! scopes use; see its README) and `TODO_WEB_LISTEN` (default 127.0.0.1:3000). On the embedded
+//! local cluster: `DATABASE_URL=$(todo-db local url) APP_DATABASE_URL=$(todo-db local url --app)`.
 
 use std::time::Duration;
 
