@@ -1,5 +1,6 @@
 //! The embedded default: a PostgreSQL cluster that todo-db creates, starts and owns under
-//! `.todo-db/` (or `TODO_DB_HOME`) when no `DATABASE_URL` is set.
+//! `.todo-db/` (or `TODO_DB_HOME`), which the CLI uses when no `DATABASE_URL` is set (the library
+//! itself starts it only when asked: [`Cluster::ensure_running`]).
 //!
 //! It uses the PostgreSQL server binaries installed on the machine (or `TODO_DB_PG_BIN`). `initdb`
 //! and `postgres` refuse to run as root; when todo-db runs as root it runs them as the `postgres`
@@ -148,9 +149,12 @@ impl Cluster {
             return Err(Error::Local(format!(
                 "the embedded cluster at {} was made by an older todo-db, with a superuser as its admin login; \
                  todo-db now logs in as a non-superuser owner, as on Neon. Keep its data with `todo-db backup \
-                 create`, then `todo-db local stop`, remove the directory, and start again (`todo-db backup \
-                 restore` brings the data back)",
-                this.home.display()
+                 create` (DATABASE_URL=postgresql://todo:<the password in {}>@127.0.0.1:<the port in {}>/todo), \
+                 then `todo-db local stop`, remove the directory, and start again (`todo-db backup restore` \
+                 brings the data back)",
+                this.home.display(),
+                this.home.join("password").display(),
+                this.home.join("port").display()
             )));
         }
         if !this.is_running(&bin, run_as)? {
@@ -176,7 +180,8 @@ impl Cluster {
     }
 
     /// Makes this (not yet created) cluster a streaming replica of `primary`, which must be
-    /// running: `pg_basebackup -R` of the primary, its own port, then started. For tests and for
+    /// running: a `pg_basebackup` of the primary as its superuser, standby settings, its own port,
+    /// then started. For tests and for
     /// trying `DATABASE_READ_URL` locally.
     pub fn create_replica_of(&self, primary: &Cluster) -> Result<Running> {
         let bin = primary.bin_dir()?;
