@@ -5,15 +5,15 @@
 //! (10000), BENCH_BACKUP_TASKS (100 per user: 1 000 000 tasks), BENCH_WORKERS (4); BENCH_QUICK=1
 //! for a smoke run; BENCH_KEEP=1 keeps the databases.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use todo_db::backup;
 use todo_db::schema;
-use todo_db::seed::{self, SeedSpec};
+use todo_db_ops::backup;
+use todo_db_ops::seed::{self, SeedSpec};
 
 use support::*;
 
@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let per_user = knob("BENCH_BACKUP_TASKS", 100, 10) as u32;
     let workers = knob("BENCH_WORKERS", 4, 2) as usize;
     let server = server_url().await?;
-    let bin = todo_db::local::find_bin_dir()?;
+    let bin = todo_db_ops::local::find_bin_dir()?;
     let dir = std::env::temp_dir().join(format!("todo-db-bench-backup-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 

@@ -5,13 +5,13 @@
 //! (10000), BENCH_BRANCH_TASKS (100 per user: 1 000 000 tasks), BENCH_ROUNDS (5, median);
 //! BENCH_QUICK=1 for a smoke run.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::time::Instant;
 
-use todo_db::branch::{local::Local, CreateOptions, Provider};
-use todo_db::seed::{self, SeedSpec};
 use todo_db::{Db, Settings};
+use todo_db_ops::branch::{local::Local, CreateOptions, Provider};
+use todo_db_ops::seed::{self, SeedSpec};
 
 use support::*;
 

@@ -13,7 +13,7 @@
 //! that only writes a bare row into the log), and no capture; each of the first two is printed
 //! against the third.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -74,14 +74,12 @@ async fn operations(
 ) -> anyhow::Result<()> {
     // Exactly what todo-db sends: the identity and the statement before one Sync (no BEGIN/COMMIT).
     // On the app login when there is one (the embedded default's), as todo-db's user scopes are.
-    let identity = identity_sql(db.app_login().is_some(), "id", "bench_users where n = :n");
+    let identity = identity_sql(db, "id", "bench_users where n = :n");
     let scoped_url = app_url("todo_bench").await?.unwrap_or_else(|| url.to_string());
     let cols = columns("t");
     let list_sql =
         format!("select {cols} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;");
-    let create_sql = "insert into tasks (id, user_id, title, description, priority, due_at) \
-        select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
-        returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];";
+    let create_sql = format!("{};", create_script());
     let pipelined =
         |sql: &str| format!("\\set n random(1, {users})\n\\startpipeline\n{identity}{sql}\n\\endpipeline\n");
     let bare_list = format!(
@@ -99,7 +97,7 @@ async fn operations(
     })
     .await;
 
-    let pg_create = pgbench(&scoped_url, &pipelined(create_sql), clients, seconds)?;
+    let pg_create = pgbench(&scoped_url, &pipelined(&create_sql), clients, seconds)?;
 
     println!();
     println!("{:<44} {:>10} {:>10} {:>7}", "operation", "todo-db/s", "pgbench/s", "ratio");
@@ -309,9 +307,7 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
          order by t.created_at desc, t.id desc limit $3",
         columns("t")
     );
-    const CREATE: &str = "insert into tasks (id, user_id, title, description, priority, due_at) \
-        values ($1, $2, $3, $4, $5::text::task_priority, $6) returning id, user_id, title, description, priority::text, \
-        completed, completed_at, due_at, created_at, updated_at, '{}'::text[]";
+    const CREATE: &str = todo_db::store::tasks::sql::CREATE;
     let list_rls = list.replace("t.user_id = $1 and t.completed = $2", "t.completed = $1").replace("$3", "$2");
     let (db, ids, timeouts) = (db.clone(), Arc::new(ids.to_vec()), Arc::new(timeouts));
     let (list, list_rls) = (Arc::new(list), Arc::new(list_rls));

@@ -16,7 +16,7 @@
 //! BENCH_TASKS (100 per user), BENCH_CLIENTS (8), BENCH_SECONDS (5 per run), BENCH_ROUNDS (6, the
 //! order reversed every round); BENCH_QUICK=1 for a smoke run.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     settings.pool.overflow = 0;
     let scoped = Db::connect_url(&scoped_url, &settings).await?;
     let statements = Arc::new(Statements {
-        identity: identity_select(app.is_some(), "$1::uuid"),
+        identity: identity_select(&db, "$1::uuid"),
         list: format!(
             "select {} from tasks t where true and t.completed = $1 order by t.created_at desc, t.id desc limit $2",
             columns("t")
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let same = format!(
         "\\set n random(1, {n})\n\\startpipeline\n{}{list}\\endpipeline\n",
-        identity_sql(app.is_some(), "id", "bench_users where n = :n")
+        identity_sql(&db, "id", "bench_users where n = :n")
     );
     let plain = format!(
         "\\set n random(1, {n})\nselect {} from tasks t where t.user_id = (select id from bench_users where n = :n) \

@@ -25,7 +25,7 @@
 //! BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts
 //! there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The same statements run as the login todo-db's user scopes use (the embedded default's app
     // login, when there is one); the plain ones as the admin login (no RLS).
-    let (same, plain) = scripts(data.users.len(), data.tasks.len(), db.app_login().is_some());
+    let (same, plain) = scripts(&db, data.users.len(), data.tasks.len());
     let scoped_url = app_url("todo_bench_mix").await?.unwrap_or_else(|| url.clone());
     if let Some(dir) = std::env::var_os("BENCH_SCRIPTS_DIR") {
         // The references' scripts, to run pgbench by hand on the kept database (BENCH_KEEP=1).
@@ -173,14 +173,14 @@ async fn main() -> anyhow::Result<()> {
     // PgBouncer, todo-db direct, and todo-db through it with unnamed statements, alternated. Skipped, saying so, when PgBouncer is not
     // installed.
     let pooled_wanted = std::env::var("BENCH_PGBOUNCER").map_or(true, |v| v != "0");
-    if pooled_wanted && todo_db::local::pgbouncer_binary().is_none() {
+    if pooled_wanted && todo_db_testkit::pooler::pgbouncer_binary().is_none() {
         println!();
         println!("Scenario 1b skipped: pgbouncer is not installed (scripts/install-servers, or set PGBOUNCER)");
     } else if pooled_wanted {
         let clients = knob("BENCH_POOLED_CLIENTS", 8, 4);
         // User scopes log in through the pooler as the app login, as they do direct (a Neon
         // user points APP_DATABASE_URL at the pooled endpoint too).
-        let pooler = todo_db::local::LocalPooler::start_with(&url, clients as usize, &[&scoped_url], true)?;
+        let pooler = todo_db_testkit::pooler::LocalPooler::start_with(&url, clients as usize, &[&scoped_url], true)?;
         let mode = if pooler.tracks_prepared {
             todo_db::config::StatementMode::Prepared
         } else {
@@ -389,10 +389,10 @@ async fn run_mix(db: &Db, data: &Arc<Data>, clients: u64, seconds: u64) -> (f64,
 
 /// pgbench scripts per operation: (same statements, plain), in [`OPS`] order. They mirror the
 /// statements of todo-db's store (tasks.rs), the scope's identity (scope.rs) and views.rs.
-fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<String>) {
+fn scripts(db: &Db, users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
     let by_user = format!("\\set n random(1, {users})\n");
     let by_task = format!("\\set m random(1, {tasks})\n\\set k random(1, {})\n", TAGS.len());
-    let identity = |from: &str, id: &str| identity_sql(app_login, id, from);
+    let identity = |from: &str, id: &str| identity_sql(db, id, from);
     let user_identity = identity("bench_users where n = :n", "id");
     let task_identity = identity("bench_tasks where n = :m", "user_id");
     // No BEGIN / COMMIT: like todo-db, the statements before the one Sync run as one implicit
@@ -403,16 +403,21 @@ fn scripts(users: usize, tasks: usize, app_login: bool) -> (Vec<String>, Vec<Str
     let list = format!(
         "select {cols} from tasks t where t.completed = false order by t.created_at desc, t.id desc limit 21;\n"
     );
-    let create = "insert into tasks (id, user_id, title, description, priority, due_at) \
-        select gen_random_uuid(), id, 'benchmark task', '', 'medium'::text::task_priority, null from bench_users where n = :n \
-        returning id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, '{}'::text[];\n";
+    let create = &format!("{};\n", create_script());
     let complete = format!(
-        "update tasks set title = coalesce(null::text, title), description = coalesce(null::text, description), \
-         priority = coalesce(null::text::task_priority, priority), due_at = case when false then null::timestamptz else due_at end, \
-         completed = coalesce(true, completed), \
-         completed_at = case when true is null then completed_at when true then coalesce(completed_at, now()) else null end \
-         where id = (select task_id from bench_tasks where n = :m) returning {};\n",
-        columns("tasks")
+        "{};\n",
+        bind(
+            todo_db::store::tasks::sql::UPDATE,
+            &[
+                "(select task_id from bench_tasks where n = :m)",
+                "null::text",
+                "null::text",
+                "null::text",
+                "false",
+                "null::timestamptz",
+                "true"
+            ]
+        )
     );
     let task_user = "(select user_id from bench_tasks where n = :m)";
     let task_id = "(select task_id from bench_tasks where n = :m)";

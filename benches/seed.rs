@@ -10,13 +10,13 @@
 //! else. The reference's input files are exported from the seeded database, so both load
 //! identical rows; the per-table checksums of the two databases are compared at the end.
 
-mod support;
+use todo_db_testkit::bench as support;
 
 use std::process::Command;
 use std::time::Instant;
 
 use todo_db::schema;
-use todo_db::seed::{self, SeedSpec};
+use todo_db_ops::seed::{self, SeedSpec};
 
 use support::*;
 
@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds = knob("BENCH_ROUNDS", 2, 1);
     let server = server_url().await?;
     let spec = SeedSpec::new(users, per_user).seed(1);
-    let psql = todo_db::local::find_bin_dir()?.join("psql");
+    let psql = todo_db_ops::local::find_bin_dir()?.join("psql");
     let dir = std::env::temp_dir().join(format!("todo-db-bench-seed-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!("seeding {users} users x {per_user} tasks; {rounds} rounds, alternated");

@@ -1,6 +1,6 @@
 //! The audit trail against the real server: capture, isolation, tamper evidence, time travel.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Backups: round trip equality, offline verification, all-or-nothing restore, consistency under
 //! concurrent writes, and the CLI.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use std::sync::Arc;
 use assert_cmd::Command;
 use common::TestDb;
 use predicates::prelude::*;
-use todo_db::backup::{self, Progress};
 use todo_db::model::{NewTask, TagName, TaskPatch, TaskTitle};
 use todo_db::schema;
-use todo_db::seed::{self, SeedSpec, UserFixture};
+use todo_db_ops::backup::{self, Progress};
+use todo_db_ops::seed::{self, SeedSpec, UserFixture};
 
 fn workers(n: usize) -> backup::CreateOptions {
     backup::CreateOptions { workers: n, key: None }
@@ -95,7 +95,7 @@ async fn a_restored_backup_equals_its_source_row_for_row_with_the_same_keys_poli
     assert_eq!(a, b, "every table, the audit log included, equal row for row");
     assert!(a.iter().all(|s| s.rows > 0 || s.table == "audit.prune"), "{a:?}");
     assert_eq!(catalog(&source).await, catalog(&target).await);
-    let v = todo_db::verify::verify(&target.db).await.unwrap();
+    let v = todo_db_ops::verify::verify(&target.db).await.unwrap();
     assert!(v.ok, "{v:?}");
     // The restore wrote no audit entries of its own, the seals still verify, and new work is
     // audited with ids after the restored ones.
@@ -129,7 +129,7 @@ async fn verify_names_the_damaged_table_and_restore_refuses_it_leaving_the_targe
     let err = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap_err();
     assert!(err.to_string().contains("tasks"), "{err}");
     assert_eq!(count(&target, "select count(*) from users").await, 0, "nothing of the load was kept");
-    assert!(todo_db::verify::verify(&target.db).await.unwrap().ok, "keys and indexes are back");
+    assert!(todo_db_ops::verify::verify(&target.db).await.unwrap().ok, "keys and indexes are back");
     // A truncated file is named as such.
     bytes[mid] ^= 0x40;
     std::fs::write(&tasks, &bytes[..bytes.len() - 100]).unwrap();
@@ -169,7 +169,7 @@ async fn a_restore_killed_halfway_leaves_the_target_empty_and_usable() {
     for table in backup::TABLES {
         assert_eq!(count(&target, &format!("select count(*) from {table}")).await, 0, "{table} is empty");
     }
-    assert!(todo_db::verify::verify(&target.db).await.unwrap().ok, "schema intact");
+    assert!(todo_db_ops::verify::verify(&target.db).await.unwrap().ok, "schema intact");
     // Usable: the same restore now succeeds.
     backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap();
     assert_eq!(checksums(&source).await, checksums(&target).await);
@@ -353,7 +353,7 @@ async fn cli_creates_lists_verifies_restores_into_a_new_database_and_prunes() {
         .assert()
         .success();
     todo_db(&source.url, &dir)
-        .env("TODO_DB_BACKUP_KEY", todo_db::backup::Key::generate().encode())
+        .env("TODO_DB_BACKUP_KEY", todo_db_ops::backup::Key::generate().encode())
         .args(["backup", "verify", enc.to_str().unwrap()])
         .assert()
         .failure()
@@ -410,6 +410,6 @@ async fn a_backup_from_an_older_schema_is_loaded_at_its_version_then_migrated_fo
     assert_eq!(report.migrated_forward, vec![latest], "loaded at the backup's version, then migrated");
     let b = schema::checksum(&mut target.admin().connection().await.unwrap()).await.unwrap();
     assert_eq!(checksums(&source).await, b);
-    assert!(todo_db::verify::verify(target).await.unwrap().ok);
+    assert!(todo_db_ops::verify::verify(target).await.unwrap().ok);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -1,15 +1,15 @@
 //! Local branches, schema diff and migration rehearsal, against the real server.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::Duration;
 
 use assert_cmd::Command;
 use common::TestDb;
 use predicates::prelude::*;
-use todo_db::branch::{diff, local::Local, CreateOptions, Provider};
 use todo_db::model::NewUser;
 use todo_db::Db;
+use todo_db_ops::branch::{diff, local::Local, CreateOptions, Provider};
 
 fn quick() -> CreateOptions {
     CreateOptions { wait: Duration::from_secs(5), ..Default::default() }
@@ -203,7 +203,7 @@ async fn a_backup_restores_into_a_branch() {
     add_user(&t.db, "kept@example.com").await;
     let dir = std::env::temp_dir().join(format!("todo-db-branch-backup-{}", std::process::id()));
     let out = dir.join("b");
-    todo_db::backup::create(&t.db, &out, &Default::default(), Default::default()).await.unwrap();
+    todo_db_ops::backup::create(&t.db, &out, &Default::default(), Default::default()).await.unwrap();
     t.db.admin().batch("delete from users").await.unwrap();
     t.db.close();
     let p = Local::new(&t.url, &common::settings()).unwrap();

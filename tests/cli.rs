@@ -1,6 +1,6 @@
 //! The CLI as a person or script uses it, through assert_cmd.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use assert_cmd::Command;
 use common::TestDb;
@@ -241,7 +241,7 @@ fn environment_values_that_are_not_utf8_are_refused_by_name() {
 #[tokio::test]
 async fn init_as_neons_owner_role_on_a_fresh_cluster_then_verify_is_all_ok() {
     let home = std::env::temp_dir().join(format!("todo-db-day-one-{}", std::process::id()));
-    let cluster = todo_db::local::Cluster::new(&home);
+    let cluster = todo_db_ops::local::Cluster::new(&home);
     let running = cluster.ensure_running().await.unwrap();
     let url = running.url();
     todo_db(&url).arg("init").assert().success().stdout(predicate::str::contains("verify"));
@@ -267,7 +267,7 @@ async fn init_as_neons_owner_role_on_a_fresh_cluster_then_verify_is_all_ok() {
     let app = todo_db::Db::connect_url(&url, &s).await.unwrap();
     let u = app.admin().users().create(&todo_db::model::NewUser::new("day1@example.com", "D").unwrap()).await.unwrap();
     app.user(u.id).tasks().create(&todo_db::model::NewTask::new("first").unwrap()).await.unwrap();
-    assert_eq!(app.app_login(), Some(todo_db::local::APP_LOGIN));
+    assert_eq!(app.app_login(), Some(todo_db_ops::local::APP_LOGIN));
     app.close();
 
     // A second owner-like login that did not create the roles: on 16 and later it may not grant

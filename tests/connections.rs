@@ -1,6 +1,6 @@
 //! Connections: one round trip per operation, cancellation safety, reconnects, TLS, secrets.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::Duration;
 

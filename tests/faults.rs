@@ -2,7 +2,7 @@
 //! (`pg_ctl stop -m immediate`) on a private cluster. No acknowledged write is lost, no write runs
 //! twice, no operation hangs.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -77,10 +77,10 @@ proptest! {
 
     #[test]
     fn branch_names_and_backup_keys_refuse_anything_odd(s in "\\PC{0,60}") {
-        if todo_db::branch::check_name(&s).is_ok() {
+        if todo_db_ops::branch::check_name(&s).is_ok() {
             prop_assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'));
         }
-        if let Err(e) = todo_db::backup::Key::parse(&s) {
+        if let Err(e) = todo_db_ops::backup::Key::parse(&s) {
             prop_assert!(e.to_string().contains("TODO_DB_BACKUP_KEY"));
         }
     }
@@ -113,7 +113,7 @@ fn zero_timeouts_are_refused_naming_the_variable() {
 #[test]
 fn sql_looking_names_are_refused_everywhere() {
     let evil = "x\"; drop database todo; --";
-    assert!(todo_db::branch::check_name(evil).unwrap_err().to_string().contains("a-z"));
+    assert!(todo_db_ops::branch::check_name(evil).unwrap_err().to_string().contains("a-z"));
     assert!(TagName::parse("a\0b").is_err());
     assert!(TaskTitle::parse("nul\0byte").unwrap_err().to_string().contains("title"));
     // A quoted identifier is quoted, whatever it holds.

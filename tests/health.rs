@@ -1,14 +1,14 @@
 //! Health checks flip when their condition is created for real; the service answers /livez,
 //! /readyz, /health and /metrics, and follows the database down and back up.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use common::TestDb;
-use todo_db::health::{self, Limit, Status, Thresholds};
+use todo_db_ops::health::{self, Limit, Status, Thresholds};
 
 fn tight() -> Thresholds {
     Thresholds {

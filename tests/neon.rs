@@ -2,7 +2,7 @@
 //! cannot be reached from the test machines): create, list, protect, reset, delete, connection
 //! URIs, operation polling, a 423 retried, a 401 reported clearly; and Neon restore points.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use todo_db::branch::neon::NeonProvider;
-use todo_db::branch::{CreateOptions, Provider};
-use todo_db::neon::{Neon, NeonConfig};
+use todo_db_ops::branch::neon::NeonProvider;
+use todo_db_ops::branch::{CreateOptions, Provider};
+use todo_db_ops::neon::{Neon, NeonConfig};
 
 const KEY: &str = "neon-test-key-0123456789";
 

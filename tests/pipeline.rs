@@ -4,7 +4,7 @@
 //! pipeline dropped in flight runs whole or not at all (never half) and leaves the connection
 //! usable.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! tracks across its server connections, as Neon's does), still one round trip per operation,
 //! admin work refused, and many app instances sharing one pooler.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use common::{pgbouncer_url, settings, FlightCounter, TestDb};
 use todo_db::config::StatementMode;
@@ -90,7 +90,7 @@ async fn unnamed_statements_still_take_one_round_trip() {
     let proxy = FlightCounter::start((target.host.clone(), target.port)).await;
     let mut s = unnamed();
     s.pool.size = 1;
-    let db = Db::connect_url(&todo_db::local::via_local_port(&t.url, proxy.port), &s).await.unwrap();
+    let db = Db::connect_url(&todo_db_testkit::pooler::via_local_port(&t.url, proxy.port), &s).await.unwrap();
     let scope = db.user(u);
     scope.tasks().create(&NewTask::new("warm").unwrap()).await.unwrap();
     proxy.take();
@@ -141,7 +141,7 @@ async fn many_app_instances_share_one_pooler_without_errors_or_lost_writes() {
     const INSTANCES: usize = 20;
     const CONNECTIONS: usize = 20;
     let t = TestDb::new().await;
-    let pooler = todo_db::local::LocalPooler::start(&t.url, 20).unwrap();
+    let pooler = todo_db_testkit::pooler::LocalPooler::start(&t.url, 20).unwrap();
     let mode = if pooler.tracks_prepared { StatementMode::Prepared } else { StatementMode::Unnamed };
     let mut users = Vec::new();
     for i in 0..INSTANCES * CONNECTIONS {
@@ -210,7 +210,7 @@ async fn many_app_instances_share_one_pooler_without_errors_or_lost_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_through_a_pooler_that_does_not_track_them_fail_naming_the_fix() {
     let t = TestDb::new().await;
-    let pooler = todo_db::local::LocalPooler::start_with(&t.url, 2, &[], false).unwrap();
+    let pooler = todo_db_testkit::pooler::LocalPooler::start_with(&t.url, 2, &[], false).unwrap();
     assert!(!pooler.tracks_prepared);
     let users = [t.user("untracked1@example.com").await, t.user("untracked2@example.com").await];
     let mut s = settings();

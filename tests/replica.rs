@@ -2,15 +2,15 @@
 //! reads go to it, a user's own reads stay on the primary, and when it goes away reads fall back
 //! to the primary while health warns.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::{Duration, Instant};
 
-use todo_db::health::{self, Status, Thresholds};
-use todo_db::local::Cluster;
 use todo_db::model::{NewTask, NewUser, TaskFilter};
 use todo_db::views::{self, ReportOptions, TaskSummary};
 use todo_db::{Db, Secret};
+use todo_db_ops::health::{self, Status, Thresholds};
+use todo_db_ops::local::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replica_falls_back() {

@@ -1,6 +1,6 @@
 //! Isolation, posture, passwords, lockout, tokens and security events, against the real server.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::time::{Duration, Instant};
 
@@ -144,7 +144,7 @@ async fn on_the_app_login_a_scope_cannot_leave_rls_even_by_resetting_its_role() 
     let rows =
         sb.pipeline(&[Stmt::new("reset role", &[]), Stmt::new("select count(*) from tasks", &[])]).await.unwrap();
     assert_eq!(rows[1][0].get::<_, i64>(0), 0, "B still sees none of A's rows");
-    for role in ["todo_owner", todo_db::local::SUPERUSER, todo_db::local::OWNER] {
+    for role in ["todo_owner", todo_db_ops::local::SUPERUSER, todo_db_ops::local::OWNER] {
         match sb.query(&format!("set role {role}"), &[]).await {
             Err(Error::Database { code, .. }) => {
                 assert!(matches!(code.as_str(), "42501" | "22023" | "42704"), "set role {role}: {code}")

@@ -1,7 +1,7 @@
 //! Seeding: deterministic, realistic, all-or-nothing, unaudited, refused on protected databases;
 //! and the fixture API.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use common::TestDb;
 use predicates::prelude::*;
 use todo_db::model::{NewTask, Priority, TaskFilter};
 use todo_db::schema;
-use todo_db::seed::{self, Progress, SeedSpec, UserFixture};
+use todo_db_ops::seed::{self, Progress, SeedSpec, UserFixture};
 
 fn spec(seed: u64) -> SeedSpec {
     SeedSpec::new(40, 25).seed(seed).anchor(time::macros::datetime!(2026-06-01 0:00 UTC))

@@ -1,6 +1,6 @@
 //! Core operations against a real PostgreSQL: tasks, tags, users, filters, pagination, errors.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use common::TestDb;
 use time::{Duration, OffsetDateTime};

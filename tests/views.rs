@@ -1,6 +1,6 @@
 //! Reporting views with hand-built data whose answers are known.
 
-mod common;
+use todo_db_testkit::harness as common;
 
 use common::TestDb;
 use todo_db::db::Stmt;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use todo_db::backup::{self, Progress};
 use todo_db::config::parse_duration;
 use todo_db::db::Target;
 use todo_db::{Db, Settings};
+use todo_db_ops::backup::{self, Progress};
 
 use super::{admin_url, connect_admin, Output};
 
@@ -185,10 +185,10 @@ async fn with_progress<T>(what: &str, progress: Arc<Progress>, work: impl std::f
     out
 }
 
-fn neon_api() -> anyhow::Result<todo_db::neon::Neon> {
-    let config = todo_db::neon::NeonConfig::from_env()
+fn neon_api() -> anyhow::Result<todo_db_ops::neon::Neon> {
+    let config = todo_db_ops::neon::NeonConfig::from_env()
         .ok_or_else(|| anyhow::anyhow!("--neon needs NEON_API_KEY and NEON_PROJECT_ID"))?;
-    Ok(todo_db::neon::Neon::new(config)?)
+    Ok(todo_db_ops::neon::Neon::new(config)?)
 }
 
 fn stamp() -> String {
@@ -325,7 +325,7 @@ impl RestoreArgs {
         super::require_direct(settings, "backup restore")?;
         let db = match &self.into {
             None if self.branch.is_some() => {
-                use todo_db::branch::Provider;
+                use todo_db_ops::branch::Provider;
                 let p = super::branch::provider(settings).await?;
                 let url = p.url(self.branch.as_deref().unwrap_or_default(), false).await?;
                 let mut s = settings.clone();

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use todo_db::branch::{self, diff, local::Local, neon::NeonProvider, AnyProvider, Branch, CreateOptions, Provider};
 use todo_db::config::parse_duration;
 use todo_db::{Db, Settings};
+use todo_db_ops::branch::{self, diff, local::Local, neon::NeonProvider, AnyProvider, Branch, CreateOptions, Provider};
 
 use super::{admin_url, confirm, Confirm, Output};
 
@@ -95,14 +95,14 @@ struct CreateArgs {
 /// The branch provider the configuration selects: Neon when NEON_API_KEY and NEON_PROJECT_ID are
 /// set, else local branches on the server DATABASE_URL names.
 pub async fn provider(settings: &Settings) -> anyhow::Result<AnyProvider> {
-    if let Some(config) = todo_db::neon::NeonConfig::from_env() {
+    if let Some(config) = todo_db_ops::neon::NeonConfig::from_env() {
         let url = settings.direct_url.as_ref().or(settings.database_url.as_ref()).ok_or_else(|| {
             anyhow::anyhow!(
                 "the Neon provider needs DATABASE_URL (its database and role name the branches' connections)"
             )
         })?;
         let target = todo_db::db::Target::parse(url.expose(), &settings.pool, settings.allow_insecure)?;
-        let api = todo_db::neon::Neon::new(config)?;
+        let api = todo_db_ops::neon::Neon::new(config)?;
         return Ok(AnyProvider::Neon(NeonProvider::new(api, &target.database, &target.user)));
     }
     super::require_direct(settings, "a local branch")?;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use comfy_table::Table;
 use todo_db::schema;
-use todo_db::seed::{self, Progress, SeedSpec};
 use todo_db::{Db, Settings};
+use todo_db_ops::seed::{self, Progress, SeedSpec};
 
 use super::{connect_admin, Output};
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use comfy_table::{Cell, Color, Table};
-use todo_db::health::{self, Report, Status, Thresholds};
 use todo_db::Settings;
+use todo_db_ops::health::{self, Report, Status, Thresholds};
 
 use super::{connect_admin, Output};
 

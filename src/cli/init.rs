@@ -30,11 +30,11 @@ impl InitArgs {
             let mut conn = db.admin().connection().await?;
             schema::migrate(&mut conn).await?
         };
-        let demo = if self.demo { todo_db::seed::load_demo(&db).await? } else { Vec::new() };
+        let demo = if self.demo { todo_db_ops::seed::load_demo(&db).await? } else { Vec::new() };
         // Verified with the app login's pool too (it exists once the roles do), so the posture
         // check covers the login user scopes run as.
         let checked = connect_checked(settings).await?;
-        let report = todo_db::verify::verify(&checked).await?;
+        let report = todo_db_ops::verify::verify(&checked).await?;
         checked.close();
         if self.output.json {
             let out = serde_json::json!({
@@ -201,7 +201,7 @@ impl MigrateArgs {
 /// Copies the target to a throwaway branch, applies the pending migrations there one by one
 /// (timed), verifies, prints the schema diff, and deletes the branch. Returns whether all passed.
 async fn rehearse(settings: &Settings, wait: super::branch::Wait, output: Output) -> anyhow::Result<bool> {
-    use todo_db::branch::{diff, CreateOptions, Provider};
+    use todo_db_ops::branch::{diff, CreateOptions, Provider};
     let p = super::branch::provider(settings).await?;
     let name = format!("rehearsal-{}", std::process::id());
     let options = CreateOptions { wait: wait.wait, force: wait.force, ..Default::default() };
@@ -225,7 +225,7 @@ async fn rehearse(settings: &Settings, wait: super::branch::Wait, output: Output
             }
         }
         drop(conn);
-        let report = if failure.is_none() { Some(todo_db::verify::verify(&db).await?) } else { None };
+        let report = if failure.is_none() { Some(todo_db_ops::verify::verify(&db).await?) } else { None };
         let changes = diff::compare(&before, &diff::snapshot(&db).await?);
         db.close();
         Ok::<_, anyhow::Error>((timings, failure, report, changes))
@@ -264,7 +264,7 @@ async fn rehearse(settings: &Settings, wait: super::branch::Wait, output: Output
     }
     if !changes.is_empty() {
         println!("schema changes:");
-        print!("{}", todo_db::branch::diff::render(&changes));
+        print!("{}", todo_db_ops::branch::diff::render(&changes));
     }
     Ok(ok)
 }

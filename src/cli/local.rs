@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use todo_db::local::Cluster;
 use todo_db::Settings;
+use todo_db_ops::local::Cluster;
 
 use super::Output;
 

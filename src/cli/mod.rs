@@ -192,7 +192,7 @@ pub async fn admin_url(settings: &Settings) -> anyhow::Result<String> {
     if let Some(u) = settings.direct_url.as_ref().or(settings.database_url.as_ref()) {
         return Ok(u.expose().clone());
     }
-    let running = todo_db::local::Cluster::new(settings.home_dir()).ensure_running().await?;
+    let running = todo_db_ops::local::Cluster::new(settings.home_dir()).ensure_running().await?;
     Ok(running.url())
 }
 
@@ -234,7 +234,7 @@ pub async fn connect_checked(settings: &Settings) -> anyhow::Result<Db> {
     s.pool.size = 2;
     s.pool.overflow = 0;
     if s.app_url.is_none() && s.database_url.is_none() && s.direct_url.is_none() {
-        let running = todo_db::local::Cluster::new(settings.home_dir()).ensure_running().await?;
+        let running = todo_db_ops::local::Cluster::new(settings.home_dir()).ensure_running().await?;
         s.app_url = running.app_url().map(todo_db::config::Secret::new);
     }
     Db::connect_url(&url, &s).await.context("connecting as the admin and app logins")

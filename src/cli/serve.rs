@@ -16,8 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::Args;
 use todo_db::config::parse_duration;
-use todo_db::health::{self, Status, Thresholds};
 use todo_db::{Db, Settings};
+use todo_db_ops::health::{self, Status, Thresholds};
 
 use super::admin_url;
 

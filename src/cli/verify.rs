@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use comfy_table::Table;
-use todo_db::verify::{Report, State};
 use todo_db::Settings;
+use todo_db_ops::verify::{Report, State};
 
 use super::{connect_checked, Output};
 
@@ -18,7 +18,7 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
         let db = connect_checked(settings).await?;
-        let report = todo_db::verify::verify(&db).await?;
+        let report = todo_db_ops::verify::verify(&db).await?;
         if self.output.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

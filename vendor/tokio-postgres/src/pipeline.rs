@@ -26,12 +26,12 @@ pub enum PipelineStatement<'a> {
     Unnamed(&'a str, &'a [Type]),
 }
 
+/// A result column as RowDescription gives it: name, table oid, column number, type modifier, type oid.
+type Field = (String, Option<u32>, Option<i16>, i32, u32);
+
 enum Answer {
     Prepared(Statement, Vec<DataRowBody>),
-    Unnamed(
-        Vec<(String, Option<u32>, Option<i16>, i32, u32)>,
-        Vec<DataRowBody>,
-    ),
+    Unnamed(Vec<Field>, Vec<DataRowBody>),
 }
 
 pub(crate) async fn pipeline(

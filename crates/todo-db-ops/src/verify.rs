@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::db::{Conn, Db};
-use crate::error::Result;
-use crate::schema::{self, MigrationState};
+use todo_db::db::{Conn, Db};
+use todo_db::error::Result;
+use todo_db::schema::{self, MigrationState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,7 +193,7 @@ async fn verify_on(conn: &Conn, db: &Db, started: Instant) -> Result<Report> {
         )
         .await
         .map_err(pg)?;
-    for (name, _, columns) in crate::views::ALL {
+    for (name, _, columns) in todo_db::views::ALL {
         let c = match views.iter().find(|r| r.get::<_, String>(0) == *name) {
             None => component("view", *name, false, "missing: run `todo-db init`"),
             Some(r) => {
@@ -221,7 +221,7 @@ async fn verify_on(conn: &Conn, db: &Db, started: Instant) -> Result<Report> {
         out.push(c);
     }
 
-    for f in crate::security::posture::check(db).await? {
+    for f in todo_db::security::posture::check(db).await? {
         out.push(component("security", format!("{}: {}", f.object, f.check), f.ok, f.detail));
     }
 

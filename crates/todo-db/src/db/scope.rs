@@ -44,13 +44,12 @@ pub(super) enum Login {
 /// The statement that sets the identity for the current transaction only (a session-level SET
 /// would leak to the next user of a pooled connection, and through PgBouncer in transaction mode):
 /// the app role (on the admin login), the user, and the pool's statement and lock timeouts
-/// (written into the SQL, so the statement is the same for every operation of a pool); when the
-/// scope has them, the request id and reason that every audit entry records; and for a report,
-/// its time zone and window (so a view read is two statements, not three: each statement costs
-/// the server a portal, a snapshot and an executor run). Built once per pool, in four variants.
+/// (written into the SQL, so the statement is the same for every operation of a pool); and when the
+/// scope has them, the request id and reason that every audit entry records. Built once per pool,
+/// in two variants. An operation may add settings of its own to it ([`TxSettings`]).
 pub(super) struct Identity {
-    /// Indexed by `context as usize | (report as usize) << 1`.
-    sql: [String; 4],
+    /// Indexed by `context as usize`.
+    sql: [String; 2],
 }
 
 impl Identity {
@@ -63,19 +62,21 @@ impl Identity {
             settings.lock_timeout.as_millis()
         );
         let context = ", set_config('app.request_id', $2, true), set_config('app.reason', $3, true)";
-        let report = |tz: usize| format!(", {}", crate::views::settings_columns(tz));
-        let sql = [
-            plain.clone(),
-            format!("{plain}{context}"),
-            format!("{plain}{}", report(2)),
-            format!("{plain}{context}{}", report(4)),
-        ];
-        Identity { sql }
+        Identity { sql: [plain.clone(), format!("{plain}{context}")] }
     }
 
-    fn sql(&self, context: bool, report: bool) -> &str {
-        &self.sql[context as usize | (report as usize) << 1]
+    pub(super) fn sql(&self, context: bool) -> &str {
+        &self.sql[context as usize]
     }
+}
+
+/// Settings an operation adds to the scope's identity statement, so that they cost no statement of
+/// their own (each statement costs the server a portal, a snapshot and an executor run): a report's
+/// time zone and window, for one. `columns(n)` is the select list, its parameters numbered from
+/// `$n`; `params` their values.
+pub struct TxSettings<'a> {
+    pub columns: fn(usize) -> String,
+    pub params: &'a [&'a (dyn ToSql + Sync)],
 }
 
 /// One statement of a pipelined operation.
@@ -125,31 +126,25 @@ impl UserScope {
         self.run(None, stmts).await
     }
 
-    /// Like [`pipeline`](Self::pipeline), with a report's settings (`app.time_zone`, checked, and
-    /// `app.recent_days`) set by the identity statement.
-    pub(crate) async fn pipeline_reporting(
-        &self,
-        time_zone: &str,
-        recent_days: &str,
-        stmts: &[Stmt<'_>],
-    ) -> Result<Vec<Vec<Row>>> {
-        self.run(Some((time_zone, recent_days)), stmts).await
+    /// Like [`pipeline`](Self::pipeline), with `settings` set by the identity statement.
+    pub async fn pipeline_with(&self, settings: &TxSettings<'_>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+        self.run(Some(settings), stmts).await
     }
 
-    async fn run(&self, report: Option<(&str, &str)>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
+    async fn run(&self, extra: Option<&TxSettings<'_>>, stmts: &[Stmt<'_>]) -> Result<Vec<Vec<Row>>> {
         let db = self.db.scoped();
         let context = !(self.request_id.is_empty() && self.reason.is_empty());
-        let (tz, days) = report.unwrap_or_default();
-        let all: [&(dyn ToSql + Sync); 5] = [&self.user.0, &self.request_id, &self.reason, &tz, &days];
-        let report_only = [all[0], all[3], all[4]];
-        let params: &[&(dyn ToSql + Sync)] = match (context, report.is_some()) {
-            (false, false) => &all[..1],
-            (true, false) => &all[..3],
-            (false, true) => &report_only,
-            (true, true) => &all,
-        };
-        let identity = Stmt::new(db.identity().sql(context, report.is_some()), params);
-        pipelined(db, Some(&identity), stmts).await
+        let all: [&(dyn ToSql + Sync); 3] = [&self.user.0, &self.request_id, &self.reason];
+        let own = if context { &all[..] } else { &all[..1] };
+        let sql = db.identity().sql(context);
+        match extra {
+            None => pipelined(db, Some(&Stmt::new(sql, own)), stmts).await,
+            Some(extra) => {
+                let sql = format!("{sql}, {}", (extra.columns)(own.len() + 1));
+                let params: Vec<&(dyn ToSql + Sync)> = own.iter().chain(extra.params).copied().collect();
+                pipelined(db, Some(&Stmt::new(&sql, &params)), stmts).await
+            }
+        }
     }
 
     /// One statement in its own transaction, as this user.

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::db::{Db, PoolStatus};
-use crate::error::{Error, Result};
-use crate::schema;
+use todo_db::db::{Db, PoolStatus};
+use todo_db::error::{Error, Result};
+use todo_db::schema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,7 +219,7 @@ impl Thresholds {
         set("replica_lag", &mut t.replica_lag)?;
         set("audit_seal_age", &mut t.audit_seal_age)?;
         if let Some(v) = get("TODO_DB_HEALTH_CHECK_TIMEOUT") {
-            t.check_timeout = crate::config::parse_duration(&v)
+            t.check_timeout = todo_db::config::parse_duration(&v)
                 .map_err(|r| Error::Config(format!("TODO_DB_HEALTH_CHECK_TIMEOUT={v:?}: {r}")))?;
         }
         Ok(t)
@@ -307,7 +307,7 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
         "server_version" => {
             let r = q1("select current_setting('server_version_num')::int, current_setting('server_version')").await?;
             let (num, text): (i32, String) = (r.get(0), r.get(1));
-            let supported = crate::schema::SUPPORTED_MAJORS;
+            let supported = todo_db::schema::SUPPORTED_MAJORS;
             let (oldest, newest) = (*supported.start(), *supported.end());
             let (s, msg) = match num / 10_000 {
                 m if m < oldest => {
@@ -560,7 +560,7 @@ async fn one(name: &str, db: &Db, replica: Option<&Db>, pool: PoolStatus, t: &Th
             )
         }
         "rls_posture" => {
-            let findings = crate::security::posture::check(db).await?;
+            let findings = todo_db::security::posture::check(db).await?;
             let failed: Vec<_> = findings.iter().filter(|f| !f.ok).collect();
             let s = if failed.is_empty() { Status::Ok } else { Status::Critical };
             let msg = match failed.first() {

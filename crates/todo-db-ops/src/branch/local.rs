@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{check_name, url_with_database, Branch, CreateOptions, Provider, MAIN};
-use crate::config::Settings;
-use crate::db::Target;
-use crate::error::{Error, Result};
-use crate::schema::quote_ident;
+use todo_db::config::Settings;
+use todo_db::db::Target;
+use todo_db::error::{Error, Result};
+use todo_db::schema::quote_ident;
 
 /// Parents at least this large are copied with `STRATEGY file_copy` (a file-level copy plus two
 /// checkpoints), smaller ones with `wal_log` (block by block through the WAL): see BENCHMARKS.md.
@@ -23,7 +23,7 @@ pub struct Local {
     root: Target,
     settings: Settings,
     /// One connection to the server's maintenance database, opened on first use and kept.
-    maintenance: tokio::sync::Mutex<Option<crate::db::ClientWrapper>>,
+    maintenance: tokio::sync::Mutex<Option<todo_db::db::ClientWrapper>>,
 }
 
 /// What a branch database's comment holds.
@@ -54,7 +54,7 @@ impl Local {
     }
 
     /// The maintenance connection (CREATE / DROP DATABASE run there, never on a branch).
-    async fn maintenance(&self) -> Result<tokio::sync::MappedMutexGuard<'_, crate::db::ClientWrapper>> {
+    async fn maintenance(&self) -> Result<tokio::sync::MappedMutexGuard<'_, todo_db::db::ClientWrapper>> {
         let mut slot = self.maintenance.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             let client = self

@@ -74,6 +74,37 @@ macro_rules! task_fields {
     };
 }
 
+/// The statements task operations send, for benchmarks that replay them (pgbench scripts) and
+/// for `EXPLAIN`; each operation documents its parameters.
+pub mod sql {
+    /// The columns of every task query (table alias `t`), in the order tasks are read.
+    pub const COLUMNS: &str = task_columns!("t");
+    /// A task's own columns (alias `t`), each followed by `, `, without its tags.
+    pub const FIELDS: &str = task_fields!("t");
+    /// [`Tasks::create`](super::Tasks::create): `$1` id, `$2` user, `$3` title, `$4` description,
+    /// `$5` priority, `$6` due.
+    pub const CREATE: &str = concat!(
+        "insert into tasks (id, user_id, title, description, priority, due_at) ",
+        "values ($1, $2, $3, $4, $5::text::task_priority, $6) returning ",
+        "id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, ",
+        // A new task has no tags yet: no need to look them up.
+        "'{}'::text[]"
+    );
+    /// [`Tasks::update`](super::Tasks::update): `$1` id, `$2` title, `$3` description, `$4`
+    /// priority, `$5` whether the due date is set, `$6` due, `$7` completed (each null to keep).
+    pub const UPDATE: &str = concat!(
+        "update tasks set ",
+        "title = coalesce($2, title), ",
+        "description = coalesce($3, description), ",
+        "priority = coalesce($4::text::task_priority, priority), ",
+        "due_at = case when $5 then $6 else due_at end, ",
+        "completed = coalesce($7, completed), ",
+        "completed_at = case when $7 is null then completed_at when $7 then coalesce(completed_at, now()) else null end ",
+        "where id = $1 returning ",
+        task_columns!("tasks")
+    );
+}
+
 pub(crate) fn task_from_row(r: &Row) -> Result<Task> {
     Ok(Task {
         id: TaskId(r.get(0)),
@@ -187,13 +218,7 @@ impl Tasks<'_> {
 
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id()), err)]
     pub async fn create(&self, new: &NewTask) -> Result<Task> {
-        const SQL: &str = concat!(
-            "insert into tasks (id, user_id, title, description, priority, due_at) ",
-            "values ($1, $2, $3, $4, $5::text::task_priority, $6) returning ",
-            "id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, ",
-            // A new task has no tags yet: no need to look them up.
-            "'{}'::text[]"
-        );
+        const SQL: &str = sql::CREATE;
         let row = self
             .scope
             .query_found(
@@ -242,17 +267,7 @@ impl Tasks<'_> {
         if patch.is_empty() {
             return self.get(id).await;
         }
-        const SQL: &str = concat!(
-            "update tasks set ",
-            "title = coalesce($2, title), ",
-            "description = coalesce($3, description), ",
-            "priority = coalesce($4::text::task_priority, priority), ",
-            "due_at = case when $5 then $6 else due_at end, ",
-            "completed = coalesce($7, completed), ",
-            "completed_at = case when $7 is null then completed_at when $7 then coalesce(completed_at, now()) else null end ",
-            "where id = $1 returning ",
-            task_columns!("tasks")
-        );
+        const SQL: &str = sql::UPDATE;
         let row = self
             .scope
             .query_found(

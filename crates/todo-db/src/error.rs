@@ -97,7 +97,7 @@ impl Error {
     }
 
     /// Classifies a driver error. `target` is `host:port/database`, never the URL.
-    pub(crate) fn from_pg(err: tokio_postgres::Error, target: &str) -> Self {
+    pub fn from_pg(err: tokio_postgres::Error, target: &str) -> Self {
         let Some(db) = err.as_db_error() else {
             return Error::Unavailable { target: target.to_string(), reason: err.to_string(), source: Some(err) };
         };

@@ -11,7 +11,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use todo_db::error::{Error, Result};
 
 /// Name of the cipher in manifests.
 pub const CIPHER: &str = "chacha20poly1305-stream-64k";

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::db::{Conn, Db};
-use crate::error::{Error, Result};
-use crate::schema;
+use todo_db::db::{Conn, Db};
+use todo_db::error::{Error, Result};
+use todo_db::schema;
 
 mod crypt;
 pub use crypt::Key;
@@ -191,7 +191,7 @@ pub async fn create(db: &Db, out: &Path, options: &CreateOptions, progress: Arc<
 }
 
 async fn create_in(db: &Db, dir: &Path, options: &CreateOptions, progress: Arc<Progress>) -> Result<Manifest> {
-    let audit_seal = crate::audit::seal(db, std::time::Duration::from_secs(30)).await?.map(|s| s.id);
+    let audit_seal = todo_db::audit::seal(db, std::time::Duration::from_secs(30)).await?.map(|s| s.id);
     db.admin().with_connection(async |lead| dump_all(lead, db, dir, options, progress, audit_seal).await).await
 }
 

@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, Stmt, UserScope};
+use crate::db::{Db, Stmt, TxSettings, UserScope};
 use crate::error::{Error, Result};
 use crate::model::Priority;
 
@@ -325,7 +325,9 @@ pub async fn read<V: View>(scope: &UserScope, o: &ReportOptions) -> Result<Vec<V
     let user: Option<Uuid> = None;
     let query: [&(dyn ToSql + Sync); 3] = [&user, &p.limit, &p.offset];
     // The settings ride on the scope's identity statement: one statement fewer.
-    finish(scope.pipeline_reporting(&p.tz, &p.days, &[Stmt::new(&p.sql, &query)]).await)
+    let settings: [&(dyn ToSql + Sync); 2] = [&p.tz, &p.days];
+    let settings = TxSettings { columns: settings_columns, params: &settings };
+    finish(scope.pipeline_with(&settings, &[Stmt::new(&p.sql, &query)]).await)
 }
 
 /// Everyone's rows of view `V` (or one user's, with `o.user`), as the owner login; from the read

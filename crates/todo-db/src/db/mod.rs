@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 pub use client::ClientWrapper;
 pub use pool::{is_local_host, Target};
 pub use pool::{Conn, Manager};
-pub use scope::{Stmt, UserScope, CONFLICT_ATTEMPTS};
+pub use scope::{Stmt, TxSettings, UserScope, CONFLICT_ATTEMPTS};
 
 use crate::config::{PoolSettings, Settings};
 use crate::error::{Error, Result};
@@ -190,6 +190,13 @@ impl Db {
         &self.inner.identity
     }
 
+    /// The identity statement this handle's user scopes send before an operation's statements
+    /// (no request context; `$1` is the user id): for benchmarks that replay what todo-db sends,
+    /// and for `EXPLAIN`.
+    pub fn scope_identity_sql(&self) -> &str {
+        self.scoped().identity().sql(false)
+    }
+
     /// Where user scopes run: the app login's pool when one is configured, else this one (with a
     /// switch to `todo_app` in each operation's identity statement).
     fn scoped(&self) -> &Db {
@@ -300,7 +307,8 @@ impl Db {
         })
     }
 
-    pub(crate) fn map_err(&self, e: tokio_postgres::Error) -> Error {
+    /// A driver error of this pool classified, with this pool's target (`host:port/database`).
+    pub fn map_err(&self, e: tokio_postgres::Error) -> Error {
         Error::from_pg(e, &self.inner.target.to_string())
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::db::Db;
-use crate::error::Result;
+use todo_db::db::Db;
+use todo_db::error::Result;
 
 /// One object's definition, keyed by "kind schema.object[.member]".
 pub type Snapshot = BTreeMap<String, String>;

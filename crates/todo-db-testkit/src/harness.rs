@@ -32,8 +32,8 @@ pub fn superuser_url(db: &str) -> String {
 /// The embedded test cluster, when DATABASE_URL does not name a server: `TODO_DB_HOME` (default
 /// `.todo-db` in the project), on the server binaries of `TODO_DB_PG_BIN` (default: found on the
 /// machine). Its admin login is Neon's kind of owner, not a superuser.
-fn embedded() -> Option<&'static todo_db::local::Running> {
-    static RUNNING: OnceLock<Option<todo_db::local::Running>> = OnceLock::new();
+fn embedded() -> Option<&'static todo_db_ops::local::Running> {
+    static RUNNING: OnceLock<Option<todo_db_ops::local::Running>> = OnceLock::new();
     RUNNING
         .get_or_init(|| {
             if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
@@ -42,8 +42,8 @@ fn embedded() -> Option<&'static todo_db::local::Running> {
             let home = std::env::var_os("TODO_DB_HOME")
                 .filter(|h| !h.is_empty())
                 .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".todo-db"));
-            Some(todo_db::local::Cluster::new(home).ensure_running_blocking().expect("embedded test cluster"))
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.todo-db"));
+            Some(todo_db_ops::local::Cluster::new(home).ensure_running_blocking().expect("embedded test cluster"))
         })
         .as_ref()
 }
@@ -112,10 +112,10 @@ pub fn through_pgbouncer() -> bool {
 
 /// The harness's PgBouncer (started on first use, stopped when this process exits). In the
 /// `prepared` mode it must track prepared statements, or the run stops saying so.
-pub fn pooler() -> &'static todo_db::local::LocalPooler {
-    static POOLER: OnceLock<todo_db::local::LocalPooler> = OnceLock::new();
+pub fn pooler() -> &'static crate::pooler::LocalPooler {
+    static POOLER: OnceLock<crate::pooler::LocalPooler> = OnceLock::new();
     POOLER.get_or_init(|| {
-        let pooler = todo_db::local::LocalPooler::start(&server_url(), 2).expect("pgbouncer for the pooled tests");
+        let pooler = crate::pooler::LocalPooler::start(&server_url(), 2).expect("pgbouncer for the pooled tests");
         if pgbouncer_mode() == Some(PgBouncerMode::Prepared) {
             assert!(
                 pooler.tracks_prepared,
@@ -222,7 +222,7 @@ impl TestDb {
         let template = ensure_template(&client).await;
         let name = format!("todo_test_{}", uuid::Uuid::now_v7().simple());
         // The same copy a local branch makes (`todo-db branch create`).
-        todo_db::branch::local::copy_database(&client, &template, &name).await.unwrap();
+        todo_db_ops::branch::local::copy_database(&client, &template, &name).await.unwrap();
         let url = client_url(&with_database(&server_url(), &name));
         let mut s = s;
         if app_login && s.app_url.is_none() {
@@ -393,15 +393,15 @@ impl FaultProxy {
 
     /// `direct` routed through this proxy, without TLS (the proxy sees the protocol).
     pub fn url(&self, direct: &str) -> String {
-        todo_db::local::via_local_port(direct, self.port)
+        crate::pooler::via_local_port(direct, self.port)
     }
 }
 
 /// A private embedded cluster under `home`, for tests that stop, restart or kill their server
 /// (never the shared one): started, with the `todo` database created and migrated. Returns the
 /// cluster and that database's URL.
-pub async fn private_cluster(home: &std::path::Path) -> (todo_db::local::Cluster, String) {
-    let cluster = todo_db::local::Cluster::new(home);
+pub async fn private_cluster(home: &std::path::Path) -> (todo_db_ops::local::Cluster, String) {
+    let cluster = todo_db_ops::local::Cluster::new(home);
     let running = cluster.ensure_running().await.unwrap();
     let maint = Db::connect_url(&running.url_for("postgres"), &settings()).await.unwrap();
     maint.admin().batch("create database todo").await.unwrap();

@@ -4,8 +4,8 @@
 use time::OffsetDateTime;
 
 use super::{check_name, Branch, CreateOptions, Provider, MAIN};
-use crate::error::{Error, Result};
 use crate::neon::{Neon, NeonBranch};
+use todo_db::error::{Error, Result};
 
 pub struct NeonProvider {
     api: Neon,

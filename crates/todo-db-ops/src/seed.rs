@@ -21,10 +21,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::Db;
-use crate::error::{Error, Result};
-use crate::model::{NewTask, NewUser, Priority, TagName};
-use crate::security::{self, ClientInfo};
+use todo_db::db::Db;
+use todo_db::error::{Error, Result};
+use todo_db::model::{NewTask, NewUser, Priority, TagName};
+use todo_db::security::{self, ClientInfo};
 
 /// What to generate. Equal specs generate equal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,7 +159,12 @@ pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<S
     db.admin().with_connection(async |conn| load_on(conn, db, spec, progress).await).await
 }
 
-async fn load_on(conn: &mut crate::db::Conn, db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {
+async fn load_on(
+    conn: &mut todo_db::db::Conn,
+    db: &Db,
+    spec: &SeedSpec,
+    progress: Arc<Progress>,
+) -> Result<SeedReport> {
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
     let exists =
@@ -741,8 +746,8 @@ pub struct UserFixture {
 /// What [`UserFixture::create`] made, in the order the tasks were given.
 #[derive(Debug, Clone)]
 pub struct Fixture {
-    pub user: crate::model::UserId,
-    pub tasks: Vec<crate::model::TaskId>,
+    pub user: todo_db::model::UserId,
+    pub tasks: Vec<todo_db::model::TaskId>,
 }
 
 impl UserFixture {

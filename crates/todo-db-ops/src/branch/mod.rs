@@ -13,7 +13,7 @@ pub mod neon;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::error::{Error, Result};
+use todo_db::error::{Error, Result};
 
 /// The root branch's name.
 pub const MAIN: &str = "main";

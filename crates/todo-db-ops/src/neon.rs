@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::error::{Error, Result};
+use todo_db::error::{Error, Result};
 
 pub const DEFAULT_BASE_URL: &str = "https://console.neon.tech/api/v2";
 
@@ -18,7 +18,7 @@ pub const DEFAULT_BASE_URL: &str = "https://console.neon.tech/api/v2";
 #[derive(Clone)]
 pub struct NeonConfig {
     pub base_url: String,
-    pub api_key: crate::config::Secret<String>,
+    pub api_key: todo_db::config::Secret<String>,
     pub project_id: String,
     /// Attempts for a call answered 423 or 429 (neonctl: 5, 3 s apart).
     pub attempts: u32,
@@ -35,7 +35,7 @@ impl NeonConfig {
         let get = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
         Some(NeonConfig {
             base_url: get("NEON_API_URL").unwrap_or_else(|| DEFAULT_BASE_URL.into()),
-            api_key: crate::config::Secret::new(get("NEON_API_KEY")?),
+            api_key: todo_db::config::Secret::new(get("NEON_API_KEY")?),
             project_id: get("NEON_PROJECT_ID")?,
             attempts: 5,
             retry_delay: Duration::from_secs(3),

@@ -106,7 +106,7 @@ grant usage on schema public to todo_app;
 "#;
 
 /// Checks that `login` is a plain lower-case identifier ([a-z_][a-z0-9_]*): safe in SQL unquoted.
-pub(crate) fn plain_identifier(login: &str) -> Result<()> {
+pub fn plain_identifier(login: &str) -> Result<()> {
     let plain = login.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && login.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !plain {
@@ -119,7 +119,7 @@ pub(crate) fn plain_identifier(login: &str) -> Result<()> {
 /// nothing else (not superuser, no BYPASSRLS, owns nothing), so code holding it cannot leave row-
 /// level security even by `RESET ROLE`. Cluster-wide; creates `todo_app` when `init` has not yet.
 /// `login` is a plain lower-case identifier. Holds the password: send it, never log it.
-pub(crate) fn app_login_sql(login: &str, password: &str) -> Result<String> {
+pub fn app_login_sql(login: &str, password: &str) -> Result<String> {
     plain_identifier(login)?;
     let password = password.replace('\'', "''");
     Ok(format!(

@@ -34,7 +34,7 @@ pub fn with_database(url: &str, db: &str) -> String {
 pub async fn server_url() -> anyhow::Result<String> {
     Ok(match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(u) => u,
-        None => todo_db::local::Cluster::new(".todo-db").ensure_running().await?.url(),
+        None => todo_db_ops::local::Cluster::new(".todo-db").ensure_running().await?.url(),
     })
 }
 
@@ -43,7 +43,7 @@ pub async fn superuser_url(db: &str) -> Option<String> {
     if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
         return None;
     }
-    Some(todo_db::local::Cluster::new(".todo-db").ensure_running().await.ok()?.superuser_url_for(db))
+    Some(todo_db_ops::local::Cluster::new(".todo-db").ensure_running().await.ok()?.superuser_url_for(db))
 }
 
 /// A CHECKPOINT of `db`'s server. The embedded default's admin login is Neon's kind of owner,
@@ -80,7 +80,7 @@ pub async fn fresh_database(server: &str, name: &str, size: usize) -> anyhow::Re
 /// the users in table `bench_users (n, id)`, readable by the app role, for pgbench scripts to
 /// pick one at random (`\set n random(1, N)`). Returns the user ids in that order.
 pub async fn seed_numbered(db: &Db, users: u64, per_user: u32) -> anyhow::Result<Vec<uuid::Uuid>> {
-    todo_db::seed::load(db, &todo_db::seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
+    todo_db_ops::seed::load(db, &todo_db_ops::seed::SeedSpec::new(users, per_user).seed(1), Default::default()).await?;
     db.admin()
         .batch(
             "create table bench_users as select row_number() over (order by id) as n, id from users; \
@@ -101,40 +101,72 @@ pub async fn app_url(name: &str) -> anyhow::Result<Option<String>> {
     {
         return Ok(None);
     }
-    Ok(todo_db::local::Cluster::new(".todo-db").ensure_running().await?.app_url_for(name))
+    Ok(todo_db_ops::local::Cluster::new(".todo-db").ensure_running().await?.app_url_for(name))
 }
 
-/// The identity statement a user scope sends (db/scope.rs), the user given by the SQL expression
-/// `id`. On the app login there is no role switch.
-pub fn identity_select(app_login: bool, id: &str) -> String {
-    let role = if app_login { "" } else { "set_config('role', 'todo_app', true), " };
-    format!(
-        "select {role}set_config('app.user_id', {id}::text, true), set_config('statement_timeout', '30000ms', true), \
-         set_config('lock_timeout', '10000ms', true)"
-    )
+/// The identity statement `db`'s user scopes send, from the library
+/// ([`Db::scope_identity_sql`]), the user given by the SQL expression `id`.
+pub fn identity_select(db: &Db, id: &str) -> String {
+    db.scope_identity_sql().replace("$1", id)
 }
 
 /// [`identity_select`] for pgbench scripts: the user is column `id` of `from`.
-pub fn identity_sql(app_login: bool, id: &str, from: &str) -> String {
-    format!("{} from {from};\n", identity_select(app_login, id))
+pub fn identity_sql(db: &Db, id: &str, from: &str) -> String {
+    format!("{} from {from};\n", identity_select(db, id))
 }
 
-/// A task's own columns as tasks.rs writes them, for table alias `t`.
+/// `sql` with its parameters `$1`, `$2`, ... replaced by `values` (SQL expressions), for pgbench
+/// scripts that replay a statement of the library's.
+pub fn bind(sql: &str, values: &[&str]) -> String {
+    // From the highest number down, so that `$1` does not match the start of `$10`.
+    values.iter().enumerate().rev().fold(sql.to_string(), |s, (i, v)| s.replace(&format!("${}", i + 1), v))
+}
+
+/// The library's task creation as a pgbench statement: a new task titled "benchmark task" for the
+/// user numbered `:n` of `bench_users`.
+pub fn create_script() -> String {
+    bind(
+        todo_db::store::tasks::sql::CREATE,
+        &[
+            "gen_random_uuid()",
+            "(select id from bench_users where n = :n)",
+            "'benchmark task'",
+            "''",
+            "'medium'",
+            "null::timestamptz",
+        ],
+    )
+}
+
+/// A task's own columns as the library's task queries read them, for table alias `t`.
 pub fn fields(t: &str) -> String {
-    format!(
-        "{t}.id, {t}.user_id, {t}.title, {t}.description, {t}.priority::text, {t}.completed, {t}.completed_at, \
-         {t}.due_at, {t}.created_at, {t}.updated_at"
-    )
+    aliased(todo_db::store::tasks::sql::FIELDS.trim_end_matches(", "), t)
 }
 
-/// The columns of a task query as tasks.rs writes them: the fields and the tag names.
+/// The columns of a task query as the library's task queries read them: the fields and the tag
+/// names, for table alias `t`.
 pub fn columns(t: &str) -> String {
-    format!(
-        "{}, array(select g.name \
-         from task_tags tt join tags g on g.user_id = tt.user_id and g.id = tt.tag_id \
-         where tt.user_id = {t}.user_id and tt.task_id = {t}.id) as tags",
-        fields(t)
-    )
+    aliased(todo_db::store::tasks::sql::COLUMNS, t)
+}
+
+/// `sql`, written for table alias `t`, for alias `to`.
+fn aliased(sql: &str, to: &str) -> String {
+    if to == "t" {
+        return sql.to_string();
+    }
+    // `t.` only where it is the alias (not the end of `tt.`).
+    let mut out = String::with_capacity(sql.len());
+    let mut prev = ' ';
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == 't' && chars.peek() == Some(&'.') && !prev.is_ascii_alphanumeric() && prev != '_' {
+            out.push_str(to);
+        } else {
+            out.push(c);
+        }
+        prev = c;
+    }
+    out
 }
 
 /// Drops database `name` unless BENCH_KEEP is set.
@@ -207,7 +239,7 @@ where
 
 /// Runs pgbench (-M prepared) with `script` and returns its transactions per second.
 pub fn pgbench(url: &str, script: &str, clients: u64, seconds: u64) -> anyhow::Result<f64> {
-    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
+    let bin = todo_db_ops::local::find_bin_dir()?.join("pgbench");
     let file = std::env::temp_dir().join(format!("todo-db-bench-{}.sql", std::process::id()));
     std::fs::write(&file, script)?;
     let out = Command::new(&bin)
@@ -300,7 +332,7 @@ pub fn pgbench_mix(
     clients: u64,
     seconds: u64,
 ) -> anyhow::Result<PgbenchMix> {
-    let bin = todo_db::local::find_bin_dir()?.join("pgbench");
+    let bin = todo_db_ops::local::find_bin_dir()?.join("pgbench");
     let dir = std::env::temp_dir().join(format!("todo-db-pgbench-{}-{clients}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -1,0 +1,15 @@
+//! todo-db's operations, on top of the core library (`todo_db`): what the `todo-db` CLI runs.
+//!
+//! - [`backup`]: backups (compressed, optionally encrypted), verify and restore.
+//! - [`seed`]: generated data at the server's bulk-load speed.
+//! - [`branch`]: database branches, local (template copies) and on Neon ([`neon`]).
+//! - [`health`] and [`verify`]: the checks of a running database and of its schema.
+//! - [`local`]: the embedded default cluster when no `DATABASE_URL` is set.
+
+pub mod backup;
+pub mod branch;
+pub mod health;
+pub mod local;
+pub mod neon;
+pub mod seed;
+pub mod verify;
