@@ -168,7 +168,7 @@ async fn migrate_check_rehearses_on_a_throwaway_branch_and_never_touches_the_tar
     };
     cli().args(["migrate", "--check"]).assert().code(1).stdout(
         predicate::str::contains("0005_settings failed")
-            .and(predicate::str::contains("in statement: create table todo_db_settings"))
+            .and(predicate::str::contains("relation \"todo_db_settings\" already exists"))
             .and(predicate::str::contains("target is untouched")),
     );
     // --apply rehearses first, so it refuses too.

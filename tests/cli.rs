@@ -73,6 +73,39 @@ async fn verify_reports_disabled_rls_and_a_modified_migration() {
 }
 
 #[tokio::test]
+async fn each_migration_commits_whole_on_its_own_and_a_failure_names_its_file() {
+    let t = TestDb::empty().await;
+    // Migration 0004 creates a view named report_today: a table of that name makes it fail.
+    t.db.admin().batch("create table report_today (x int)").await.unwrap();
+    let mut conn = t.db.admin().connection().await.unwrap();
+    let err = todo_db::schema::migrate(&mut conn).await.unwrap_err().to_string();
+    assert!(err.contains("0004_views failed") && err.contains("report_today"), "{err}");
+    // 0001-0003 are applied and committed, each whole; nothing of 0004 is left.
+    let rows = conn.query("select version from todo_db_migrations order by version", &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let left: bool =
+        conn.query_one("select to_regprocedure('public.report_time_zone()') is not null", &[]).await.unwrap().get(0);
+    assert!(!left, "0004's first statement was rolled back with the rest of it");
+    assert!(conn.query_one("select to_regclass('audit.log') is not null", &[]).await.unwrap().get::<_, bool>(0));
+    // Once the obstacle is gone, the rest applies.
+    conn.batch_execute("drop table report_today").await.unwrap();
+    let applied = todo_db::schema::migrate(&mut conn).await.unwrap();
+    assert_eq!(applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![4, 5]);
+}
+
+#[tokio::test]
+async fn a_database_of_folded_development_migrations_is_refused_clearly() {
+    let t = TestDb::new().await;
+    t.db.admin()
+        .batch("insert into todo_db_migrations (version, name, checksum) values (9, 'views_per_user', 'x')")
+        .await
+        .unwrap();
+    todo_db(&t.url).args(["migrate", "--apply"]).assert().code(1).stderr(
+        predicate::str::contains("0009_views_per_user").and(predicate::str::contains("folded into 0003_audit")),
+    );
+}
+
+#[tokio::test]
 async fn reset_needs_yes_off_a_terminal_offers_a_dry_run_and_recreates_everything() {
     let t = TestDb::new().await;
     let u = t.user("gone@example.com").await;

@@ -23,31 +23,50 @@ from (select report_time_zone() as tz) z;
 create index tasks_user_overdue_idx on tasks (user_id, due_at) where not completed;
 create index tasks_user_completed_idx on tasks (user_id, completed_at) where completed;
 
+-- Each user's tasks counted in a lateral subquery: the day bounds are its parameters, computed
+-- once per user rather than for every task row (docs/architecture.md, "Reporting views").
 create view user_task_summary with (security_invoker = true) as
 select u.id as user_id,
-       count(t.id) as total,
-       count(t.id) filter (where t.completed) as completed,
-       count(t.id) filter (where not t.completed) as pending,
-       count(t.id) filter (where not t.completed and t.due_at < now()) as overdue,
-       count(t.id) filter (where not t.completed and t.due_at >= d.today_start and t.due_at < d.tomorrow_start) as due_today,
-       round(count(t.id) filter (where t.completed)::numeric / nullif(count(t.id), 0), 4)::float8 as completion_rate,
-       max(t.updated_at) as last_activity
+       a.total,
+       a.completed,
+       a.pending,
+       a.overdue,
+       a.due_today,
+       a.completion_rate,
+       a.last_activity
 from users u
 cross join report_today d
-left join tasks t on t.user_id = u.id
-group by u.id, d.today_start, d.tomorrow_start;
+cross join lateral (
+    select count(*) as total,
+           count(*) filter (where t.completed) as completed,
+           count(*) filter (where not t.completed) as pending,
+           count(*) filter (where not t.completed and t.due_at < now()) as overdue,
+           count(*) filter (where not t.completed and t.due_at >= d.today_start and t.due_at < d.tomorrow_start) as due_today,
+           round(count(*) filter (where t.completed)::numeric / nullif(count(*), 0), 4)::float8 as completion_rate,
+           max(t.updated_at) as last_activity
+    from tasks t
+    where t.user_id = u.id
+) a;
 
+-- Per user and priority in a lateral subquery: a page of users reads tasks_user_priority_idx for
+-- exactly the rows it returns, rather than aggregating every user first.
 create view tasks_by_priority with (security_invoker = true) as
 select u.id as user_id,
        p.priority,
-       count(t.id) as total,
-       count(t.id) filter (where t.completed) as completed,
-       count(t.id) filter (where not t.completed) as pending,
-       count(t.id) filter (where not t.completed and t.due_at < now()) as overdue
+       a.total,
+       a.completed,
+       a.pending,
+       a.overdue
 from users u
 cross join unnest(enum_range(null::task_priority)) as p(priority)
-left join tasks t on t.user_id = u.id and t.priority = p.priority
-group by u.id, p.priority;
+cross join lateral (
+    select count(*) as total,
+           count(*) filter (where t.completed) as completed,
+           count(*) filter (where not t.completed) as pending,
+           count(*) filter (where not t.completed and t.due_at < now()) as overdue
+    from tasks t
+    where t.user_id = u.id and t.priority = p.priority
+) a;
 
 create view overdue_tasks with (security_invoker = true) as
 select t.id as task_id, t.user_id, t.title, t.priority, t.due_at, now() - t.due_at as overdue_by
@@ -55,11 +74,12 @@ from tasks t
 where not t.completed and t.due_at < now()
 order by t.due_at, t.id;
 
+-- The window's start as a scalar subquery: computed once (an InitPlan), not for every row.
 create view recently_completed_tasks with (security_invoker = true) as
 select t.id as task_id, t.user_id, t.title, t.priority, t.completed_at, t.due_at
 from tasks t
 where t.completed
-  and t.completed_at >= now() - make_interval(days => coalesce(nullif(current_setting('app.recent_days', true), '')::int, 7))
+  and t.completed_at >= (select now() - make_interval(days => coalesce(nullif(current_setting('app.recent_days', true), '')::int, 7)))
 order by t.completed_at desc, t.id desc;
 
 create view user_productivity_metrics with (security_invoker = true) as
@@ -107,3 +127,8 @@ group by t.id;
 
 grant select on report_today, user_task_summary, tasks_by_priority, overdue_tasks, recently_completed_tasks,
     user_productivity_metrics, tasks_with_tags to todo_app;
+
+comment on view user_task_summary is
+    'todo-db: per user, task counts (total, completed, pending, overdue, due today in app.time_zone), completion rate, last activity';
+comment on view tasks_by_priority is
+    'todo-db: per user and priority (all four, zeros included), task counts: total, completed, pending, overdue';

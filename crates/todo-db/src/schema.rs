@@ -26,15 +26,24 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "audit", sql: include_str!("../migrations/0003_audit.sql") },
     Migration { version: 4, name: "views", sql: include_str!("../migrations/0004_views.sql") },
     Migration { version: 5, name: "settings", sql: include_str!("../migrations/0005_settings.sql") },
-    Migration { version: 6, name: "audit_lighter", sql: include_str!("../migrations/0006_audit_lighter.sql") },
-    Migration { version: 7, name: "audit_insert_path", sql: include_str!("../migrations/0007_audit_insert_path.sql") },
-    Migration {
-        version: 8,
-        name: "audit_changed_by_hstore",
-        sql: include_str!("../migrations/0008_audit_changed_by_hstore.sql"),
-    },
-    Migration { version: 9, name: "views_per_user", sql: include_str!("../migrations/0009_views_per_user.sql") },
 ];
+
+/// Migrations of unreleased development builds, since folded into 0003 (audit) and 0004 (views):
+/// a database or a backup that has them was made by such a build.
+const FOLDED: &[(i32, &str)] =
+    &[(6, "audit_lighter"), (7, "audit_insert_path"), (8, "audit_changed_by_hstore"), (9, "views_per_user")];
+
+/// The refusal of a database or backup (`what`) that has migration `version` `name` of an
+/// unreleased build whose migrations were since folded; `None` for any other migration.
+pub fn folded(what: &str, version: i32, name: &str) -> Option<String> {
+    FOLDED.contains(&(version, name)).then(|| {
+        format!(
+            "{what} has migration {version:04}_{name}, from a development build of todo-db whose migrations were \
+             since folded into 0003_audit and 0004_views: it cannot be migrated. Create a fresh database with \
+             this todo-db and copy the data over (pg_dump --data-only of public.users, tasks, tags, task_tags)"
+        )
+    })
+}
 
 /// The PostgreSQL major versions todo-db is tested on (the whole suite, in CI): older ones are
 /// refused, newer ones work untested.
@@ -235,8 +244,9 @@ pub struct MigrationStatus {
     pub state: MigrationState,
 }
 
-/// Creates the roles, then applies pending migrations in one transaction as `todo_owner`.
-/// Refuses to run if an applied migration was modified or the database is newer than this binary.
+/// Creates the roles, then applies each pending migration whole, in a transaction of its own, as
+/// `todo_owner`. Refuses to run if an applied migration was modified or the database is newer
+/// than this binary. Concurrent migrators of one database take turns (an advisory lock).
 pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
     migrate_to(client, None).await
 }
@@ -246,11 +256,42 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<Applied>> {
 pub async fn migrate_to(client: &mut Client, upto: Option<i32>) -> Result<Vec<Applied>> {
     let pg = |e| Error::from_pg(e, "migrate");
     client.batch_execute(BOOTSTRAP).await.map_err(pg)?;
-    let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
-    tx.batch_execute("set local role todo_owner").await.map_err(pg)?;
-    tx.batch_execute(LEDGER).await.map_err(pg)?;
-    let status = status_in(&tx).await?;
+    let mut applied = Vec::new();
+    loop {
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
+        tx.batch_execute("set local role todo_owner").await.map_err(pg)?;
+        tx.batch_execute(LEDGER).await.map_err(pg)?;
+        let status = status_in(&tx).await?;
+        check_applied(&status)?;
+        let pending = MIGRATIONS
+            .iter()
+            .take_while(|m| upto.is_none_or(|u| m.version <= u))
+            .find(|m| !status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied));
+        let Some(m) = pending else {
+            tx.commit().await.map_err(pg)?;
+            return Ok(applied);
+        };
+        // The whole file as one simple query, inside this transaction.
+        tx.batch_execute(m.sql).await.map_err(|e| migration_failed(m, &e))?;
+        tx.execute(
+            "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
+            &[&m.version, &m.name, &m.checksum()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        applied.push(Applied { version: m.version, name: m.name.to_string() });
+    }
+}
+
+/// Refuses a ledger with a modified, unknown or folded migration.
+fn check_applied(status: &[MigrationStatus]) -> Result<()> {
+    for s in status {
+        if let Some(refusal) = folded("the database", s.version, &s.name) {
+            return Err(Error::Migration(refusal));
+        }
+    }
     if let Some(bad) = status.iter().find(|s| s.state == MigrationState::Modified) {
         return Err(Error::Migration(format!(
             "migration {:04}_{} was changed after it was applied; restore the original file and add a new migration instead",
@@ -263,32 +304,24 @@ pub async fn migrate_to(client: &mut Client, upto: Option<i32>) -> Result<Vec<Ap
             newer.version, newer.name
         )));
     }
-    let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().take_while(|m| upto.is_none_or(|u| m.version <= u)) {
-        if status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied) {
-            continue;
-        }
-        for stmt in split_statements(m.sql) {
-            tx.batch_execute(stmt).await.map_err(|e| {
-                Error::Migration(format!(
-                    "{:04}_{} failed: {}\n  in statement: {}",
-                    m.version,
-                    m.name,
-                    crate::error::error_chain(&e),
-                    one_line(stmt)
-                ))
-            })?;
-        }
-        tx.execute(
-            "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
-            &[&m.version, &m.name, &m.checksum()],
-        )
-        .await
-        .map_err(pg)?;
-        applied.push(Applied { version: m.version, name: m.name.to_string() });
-    }
-    tx.commit().await.map_err(pg)?;
-    Ok(applied)
+    Ok(())
+}
+
+/// A failed migration's error: the file, the server's message, and the line it points at.
+fn migration_failed(m: &Migration, e: &tokio_postgres::Error) -> Error {
+    let at = e
+        .as_db_error()
+        .and_then(|db| match db.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
+            _ => None,
+        })
+        .map(|p| {
+            // The position counts characters, from 1.
+            let line = m.sql.chars().take(p.saturating_sub(1)).filter(|&c| c == '\n').count() + 1;
+            format!("\n  at line {line}: {}", m.sql.lines().nth(line - 1).unwrap_or("").trim())
+        })
+        .unwrap_or_default();
+    Error::Migration(format!("{:04}_{} failed: {}{at}", m.version, m.name, crate::error::error_chain(e)))
 }
 
 /// Each known and each applied migration with its state. No ledger yet: everything pending.
@@ -326,78 +359,6 @@ async fn status_in(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Mi
         }
     }
     Ok(out)
-}
-
-/// Splits a migration into its statements at top-level semicolons, respecting quoted strings,
-/// quoted identifiers, dollar-quoted bodies and comments; so each statement runs on its own and
-/// a failure names its statement.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let bytes = sql.as_bytes();
-    let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\'' | b'"' => {
-                let quote = bytes[i];
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == quote {
-                        if bytes.get(i + 1) == Some(&quote) {
-                            i += 1; // doubled quote: still inside
-                        } else {
-                            break;
-                        }
-                    }
-                    i += 1;
-                }
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' => {
-                // A dollar quote: $$ or $tag$ ... the same tag.
-                let tag_end = sql[i + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| i + 1 + n);
-                if let Some(end) = tag_end.filter(|&e| bytes.get(e) == Some(&b'$')) {
-                    let tag = &sql[i..=end];
-                    match sql[end + 1..].find(tag) {
-                        Some(close) => i = end + 1 + close + tag.len() - 1,
-                        None => i = bytes.len(),
-                    }
-                }
-            }
-            b';' => {
-                out.push(&sql[start..=i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    out.push(&sql[start.min(sql.len())..]);
-    out.into_iter().filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))).collect()
-}
-
-/// A statement on one line without comments, shortened for an error message.
-fn one_line(stmt: &str) -> String {
-    let text = stmt
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .flat_map(|l| l.split_whitespace())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if text.chars().count() > 160 {
-        format!("{}...", text.chars().take(160).collect::<String>())
-    } else {
-        text
-    }
 }
 
 /// Drops every todo-db object in this database (the roles, shared by the cluster, stay).
@@ -532,35 +493,4 @@ pub async fn checksum(client: &mut Client) -> Result<Vec<TableChecksum>> {
     }
     tx.commit().await.map_err(fail)?;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_split_at_top_level_semicolons_only() {
-        let sql = "create table a (x text default 'a;b'); -- one; two\n\
-                   create function f() returns int language sql as $$ select 1; $$;\n\
-                   create function g() returns int language plpgsql as $body$ begin return 1; end $body$;\n\
-                   comment on table a is 'it''s; fine'; /* a; comment */ select \"odd;name\" from a";
-        let parts = split_statements(sql);
-        assert_eq!(parts.len(), 5, "{parts:#?}");
-        assert!(parts[1].contains("select 1; $$;"));
-        assert!(parts[2].contains("return 1; end $body$;"));
-        assert!(parts[3].contains("it''s; fine"));
-        assert!(parts[4].contains("\"odd;name\""));
-    }
-
-    #[test]
-    fn every_migration_splits_into_whole_statements() {
-        for m in MIGRATIONS {
-            let parts = split_statements(m.sql);
-            assert!(parts.len() > 1, "{}", m.name);
-            for p in &parts {
-                assert_eq!(p.matches("$$").count() % 2, 0, "{}: unbalanced dollar quote in {p}", m.name);
-            }
-            assert!(parts.concat().split_whitespace().count() <= m.sql.split_whitespace().count());
-        }
-    }
 }

@@ -505,6 +505,9 @@ pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Ar
     let replace = options.replace;
     let manifest = Manifest::read(dir)?;
     let key = manifest.key(options.key.as_ref())?;
+    if let Some(refusal) = manifest.migrations.iter().find_map(|m| schema::folded("the backup", m.version, &m.name)) {
+        return Err(Error::validation("backup", refusal));
+    }
     for m in &manifest.migrations {
         match schema::MIGRATIONS.iter().find(|k| k.version == m.version) {
             None => {
