@@ -422,3 +422,15 @@ async fn a_backup_from_an_older_schema_is_loaded_at_its_version_then_migrated_fo
     assert!(todo_db_ops::verify::verify(target).await.unwrap().ok);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_backup_directory_that_cannot_be_made_is_a_file_error_naming_the_path() {
+    let t = TestDb::new().await;
+    let blocker = std::env::temp_dir().join(format!("todo-db-not-a-dir-{}", std::process::id()));
+    std::fs::write(&blocker, b"a file").unwrap();
+    let out = blocker.join("backup");
+    let err = backup::create(&t.db, &out, &workers(1), Arc::default()).await.unwrap_err();
+    std::fs::remove_file(&blocker).ok();
+    assert!(matches!(err, todo_db::Error::File { .. }), "{err:?}");
+    assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
+}

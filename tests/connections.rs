@@ -368,3 +368,19 @@ async fn connect_without_a_database_url_says_so_and_starts_nothing() {
     }
     assert!(!home.exists(), "no embedded cluster was created");
 }
+
+#[tokio::test]
+async fn a_lost_connection_under_schema_work_names_host_port_and_database() {
+    let t = TestDb::new().await;
+    let conn = t.db.admin().connection().await.unwrap();
+    let pid: i32 = conn.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    t.db.admin().query("select pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    let err = todo_db::schema::status(&conn).await.unwrap_err();
+    let expected = format!("/{}", t.name);
+    match &err {
+        Error::Unavailable { target, .. } | Error::Database { target, .. } => {
+            assert!(target.ends_with(&expected) && target.contains(':'), "target {target:?}")
+        }
+        other => panic!("expected the server to be reported gone: {other}"),
+    }
+}

@@ -63,6 +63,16 @@ pub enum Error {
     #[error("local database: {0}")]
     Local(String),
 
+    /// A file or directory could not be read or written (a backup's, say): `action` says what
+    /// was being done.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        action: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A bug in todo-db itself (a statement and its parameters disagree); nothing was sent.
     #[error("internal error: {0}")]
     Internal(String),

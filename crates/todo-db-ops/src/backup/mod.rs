@@ -160,7 +160,7 @@ impl Progress {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::validation("backup", format!("{what} {}: {e}", path.display()))
+    Error::File { action: what.to_string(), path: path.to_path_buf(), source: e }
 }
 
 /// Takes a backup of `db` into the new directory `out`, with `workers` connections copying tables
@@ -170,11 +170,11 @@ pub async fn create(db: &Db, out: &Path, options: &CreateOptions, progress: Arc<
         return Err(Error::validation("out", format!("{} already exists", out.display())));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
     let name = out.file_name().ok_or_else(|| Error::validation("out", "needs a directory name"))?;
     let tmp = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io_err("creating", &tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err("create", &tmp, e))?;
     let result = create_in(db, &tmp, options, progress).await;
     let manifest = match result {
         Ok(m) => m,
@@ -183,7 +183,7 @@ pub async fn create(db: &Db, out: &Path, options: &CreateOptions, progress: Arc<
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, out).map_err(|e| io_err("renaming into", out, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| io_err("rename into", out, e))?;
     if let Ok(d) = File::open(parent) {
         let _ = d.sync_all();
     }
@@ -239,7 +239,7 @@ async fn dump_all(
                     tx.batch_execute(&format!("set transaction snapshot '{snapshot}'")).await.map_err(fail)?;
                     loop {
                         let Some(table) = queue.lock().expect("not poisoned").pop_front() else { break };
-                        let entry = dump_table(&tx, &table, &dir, key.as_ref(), &progress).await?;
+                        let entry = dump_table(&tx, &target, &table, &dir, key.as_ref(), &progress).await?;
                         entries.lock().expect("not poisoned").push(entry);
                     }
                     tx.commit().await.map_err(fail)
@@ -265,9 +265,9 @@ async fn dump_all(
         tables,
     };
     let path = dir.join(MANIFEST);
-    let mut f = File::create(&path).map_err(|e| io_err("writing", &path, e))?;
+    let mut f = File::create(&path).map_err(|e| io_err("write", &path, e))?;
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
-    f.write_all(&text).and_then(|_| f.sync_all()).map_err(|e| io_err("writing", &path, e))?;
+    f.write_all(&text).and_then(|_| f.sync_all()).map_err(|e| io_err("write", &path, e))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -307,12 +307,13 @@ fn column_list(cols: &[String]) -> String {
 /// Copies one table out in binary, compressing and hashing on a blocking thread.
 async fn dump_table(
     tx: &tokio_postgres::Transaction<'_>,
+    target: &str,
     table: &str,
     dir: &Path,
     key: Option<&Key>,
     progress: &Arc<Progress>,
 ) -> Result<TableEntry> {
-    let fail = |e| Error::from_pg(e, "backup");
+    let fail = |e| Error::from_pg(e, target);
     let cols = columns(tx, table).await.map_err(fail)?;
     let rows: i64 = tx.query_one(&format!("select count(*) from {table}"), &[]).await.map_err(fail)?.get(0);
     let file = format!("{table}.copy.zst");
@@ -349,7 +350,7 @@ async fn dump_table(
     drop(send);
     let written = writer.await.map_err(|e| Error::Internal(format!("backup writer: {e}")))?;
     copied?;
-    let (bytes, sha256) = written.map_err(|e| io_err("writing", &path, e))?;
+    let (bytes, sha256) = written.map_err(|e| io_err("write", &path, e))?;
     Ok(TableEntry { name: table.to_string(), file, columns: cols, rows: rows as u64, bytes, sha256 })
 }
 
@@ -624,7 +625,7 @@ async fn load_all(
         if !TABLES.contains(&t.name.as_str()) {
             return Err(Error::validation("backup", format!("unknown table {} in the manifest", t.name)));
         }
-        let loaded = load_table(&tx, dir, t, key, &progress).await?;
+        let loaded = load_table(&tx, &target, dir, t, key, &progress).await?;
         if loaded != t.rows {
             return Err(Error::validation(
                 "backup",
@@ -671,12 +672,13 @@ async fn load_all(
 /// hash is checked before the COPY is finished, so damaged data is never committed.
 async fn load_table(
     tx: &tokio_postgres::Transaction<'_>,
+    target: &str,
     dir: &Path,
     t: &TableEntry,
     key: Option<&Key>,
     progress: &Arc<Progress>,
 ) -> Result<u64> {
-    let fail = |e| Error::from_pg(e, "restore");
+    let fail = |e| Error::from_pg(e, target);
     let path: PathBuf = dir.join(&t.file);
     let (send, mut recv) = tokio::sync::mpsc::channel::<Bytes>(8);
     let (expected, key, table) = (t.sha256.clone(), key.cloned(), t.name.clone());
@@ -739,7 +741,7 @@ pub fn list(root: &Path) -> Result<Vec<Listed>> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err("reading", root, e)),
+        Err(e) => return Err(io_err("read", root, e)),
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -784,7 +786,7 @@ pub fn prune(
         .collect();
     if !dry_run {
         for b in &doomed {
-            std::fs::remove_dir_all(&b.path).map_err(|e| io_err("removing", &b.path, e))?;
+            std::fs::remove_dir_all(&b.path).map_err(|e| io_err("remove", &b.path, e))?;
         }
     }
     Ok(doomed)

@@ -14,12 +14,24 @@ pub struct ClientWrapper {
     connection: JoinHandle<()>,
     /// The statements prepared on this connection, by their SQL.
     statements: RwLock<HashMap<String, Statement>>,
+    /// `host:port/database`, for errors.
+    target: String,
 }
 
 impl ClientWrapper {
-    /// `client`, whose connection `connection` drives.
-    pub fn new(client: tokio_postgres::Client, connection: JoinHandle<()>) -> Self {
-        ClientWrapper { client, connection, statements: RwLock::new(HashMap::new()) }
+    /// `client`, whose connection `connection` drives, connected to `target` (`host:port/database`).
+    pub fn new(client: tokio_postgres::Client, connection: JoinHandle<()>, target: String) -> Self {
+        ClientWrapper { client, connection, statements: RwLock::new(HashMap::new()), target }
+    }
+
+    /// The server and database this connection reaches, as `host:port/database`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// A driver error on this connection, classified, naming its target.
+    pub fn map_err(&self, e: tokio_postgres::Error) -> crate::Error {
+        crate::Error::from_pg(e, &self.target)
     }
 
     /// The statement for `sql`, prepared on this connection the first time it is asked for.

@@ -119,12 +119,13 @@ impl Target {
             let err = match outcome {
                 Ok(Ok((client, connection))) => {
                     let target = self.to_string();
+                    let named = target.clone();
                     let task = tokio::spawn(async move {
                         if let Err(e) = connection.await {
-                            tracing::debug!(%target, error = %e, "connection closed with an error");
+                            tracing::debug!(target = %named, error = %e, "connection closed with an error");
                         }
                     });
-                    return Ok(ClientWrapper::new(client, task));
+                    return Ok(ClientWrapper::new(client, task, target));
                 }
                 Ok(Err(e)) => self.connect_error(e),
                 Err(_) => Error::Unavailable {
