@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -90,21 +90,17 @@ pub fn client_config(opts: &TlsOptions) -> Result<ClientConfig> {
         .map_err(|e| Error::Config(format!("TLS setup: {e}")))?;
     let verify_chain = matches!(opts.mode, SslMode::VerifyCa | SslMode::VerifyFull)
         || (opts.mode == SslMode::Require && opts.root_cert.is_some());
-    let config = if verify_chain {
-        let roots = Arc::new(load_roots(opts.root_cert.as_deref())?);
-        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
-            .build()
-            .map_err(|e| Error::Config(format!("TLS setup: {e}")))?;
-        if opts.mode == SslMode::VerifyFull {
-            builder.with_webpki_verifier(webpki).with_no_client_auth()
-        } else {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(webpki))).with_no_client_auth()
-        }
+    // Without a chain to verify, the standard verifier still checks the handshake signatures;
+    // its roots (the public ones) are then not used.
+    let roots = Arc::new(load_roots(if verify_chain { opts.root_cert.as_deref() } else { None })?);
+    let standard = WebPkiServerVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|e| Error::Config(format!("TLS setup: {e}")))?;
+    let config = if opts.mode == SslMode::VerifyFull {
+        builder.with_webpki_verifier(standard).with_no_client_auth()
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider.clone())))
-            .with_no_client_auth()
+        let relaxed = Relaxed { standard, chain: verify_chain };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(relaxed)).with_no_client_auth()
     };
     Ok(config)
 }
@@ -132,11 +128,17 @@ fn load_roots(path: Option<&Path>) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// verify-ca: the chain must lead to a trusted root; the name in the certificate is not checked.
+/// Less than verify-full: verify-ca (`chain`: the chain must lead to a trusted root, the name in
+/// the certificate is not checked) and prefer / require (libpq semantics: encrypted, the
+/// certificate is not checked). The handshake signatures are checked either way, by the standard
+/// verifier, so the session keys belong to whoever holds the certificate's key.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    standard: Arc<WebPkiServerVerifier>,
+    chain: bool,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -145,7 +147,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        if !self.chain {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self.standard.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -158,7 +163,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.standard.verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -166,46 +171,9 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.standard.verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// prefer / require (libpq semantics): encrypted, the certificate is not checked. The handshake
-/// signatures still are, so the session keys belong to whoever holds the certificate's key.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.standard.supported_verify_schemes()
     }
 }
