@@ -33,7 +33,7 @@ async fn checksums(t: &TestDb) -> Vec<schema::TableChecksum> {
 }
 
 async fn count(t: &TestDb, sql: &str) -> i64 {
-    t.db.admin().query(sql, &[]).await.unwrap()[0].get(0)
+    t.count(sql).await
 }
 
 /// Seeded data plus audited activity and a seal, so every table has rows.
@@ -158,12 +158,7 @@ async fn a_restore_killed_halfway_leaves_the_target_empty_and_usable() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         assert!(!restore.is_finished(), "the restore ended before it could be interrupted");
     }
-    let killed = count(
-        &target,
-        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-         where datname = current_database() and query ilike 'copy %' and pid <> pg_backend_pid()",
-    )
-    .await;
+    let killed = target.terminate_copies().await;
     assert_eq!(killed, 1);
     assert!(restore.await.unwrap().is_err());
     for table in backup::TABLES {

@@ -21,7 +21,7 @@ async fn checksums(t: &TestDb) -> Vec<schema::TableChecksum> {
 }
 
 async fn count(t: &TestDb, sql: &str) -> i64 {
-    t.db.admin().query(sql, &[]).await.unwrap()[0].get(0)
+    t.count(sql).await
 }
 
 #[tokio::test]
@@ -140,12 +140,7 @@ async fn a_seed_killed_halfway_leaves_nothing_behind() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         assert!(!load.is_finished(), "the load ended before it could be interrupted");
     }
-    let killed = count(
-        &t,
-        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-         where datname = current_database() and query ilike 'copy %' and pid <> pg_backend_pid()",
-    )
-    .await;
+    let killed = t.terminate_copies().await;
     assert_eq!(killed, 1, "the COPY backend was found");
     let err = load.await.unwrap().unwrap_err();
     assert!(err.is_retryable() || matches!(err, todo_db::Error::Database { .. }), "{err}");

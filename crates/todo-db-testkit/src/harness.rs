@@ -241,6 +241,21 @@ impl TestDb {
         TestDb { db, name, url }
     }
 
+    /// The first column of the first row of `sql`, as the admin login: a count, say.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db.admin().query(sql, &[]).await.unwrap()[0].get(0)
+    }
+
+    /// Ends the server sessions of this database running a COPY (a load or restore in flight),
+    /// as a crash of their connection would; returns how many it ended.
+    pub async fn terminate_copies(&self) -> i64 {
+        self.count(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+             where datname = current_database() and query ilike 'copy %' and pid <> pg_backend_pid()",
+        )
+        .await
+    }
+
     pub async fn user(&self, email: &str) -> UserId {
         self.db.admin().users().create(&NewUser::new(email, "Test User").unwrap()).await.unwrap().id
     }
