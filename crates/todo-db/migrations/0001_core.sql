@@ -84,48 +84,34 @@ create trigger tasks_set_updated_at before update on tasks
 -- Row-level security: the app role sees and changes only the rows of the user whose id the
 -- transaction set in app.user_id. A missing or empty identity matches no row (nullif -> null),
 -- never all rows and never a cast error. The (select ...) wrapper evaluates it once per statement.
-alter table users enable row level security;
-alter table users force row level security;
-create policy users_select on users for select to todo_app
-    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy users_update on users for update to todo_app
-    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid))
-    with check (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy users_delete on users for delete to todo_app
-    using (id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+-- todo_db_isolate(table, column, commands) enables and forces RLS on a table (forced: its owner is
+-- held to it too) and gives todo_app one policy per command, named <table>_<command>, matching
+-- the column that names each row's user against app.user_id.
+create function todo_db_isolate(tbl regclass, owner_column text, commands text[]) returns void
+language plpgsql set search_path = pg_catalog, public as $$
+declare
+    me constant text := '(select nullif(current_setting(''app.user_id'', true), '''')::uuid)';
+    rule text := format('(%I = %s)', owner_column, me);
+    name text := (select relname from pg_class where oid = tbl);
+    command text;
+begin
+    execute format('alter table %s enable row level security', tbl);
+    execute format('alter table %s force row level security', tbl);
+    foreach command in array commands loop
+        execute format('create policy %I on %s for %s to todo_app %s', name || '_' || command, tbl, command,
+                       case command
+                           when 'insert' then 'with check ' || rule
+                           when 'update' then format('using %s with check %s', rule, rule)
+                           else 'using ' || rule
+                       end);
+    end loop;
+end
+$$;
 
-alter table tasks enable row level security;
-alter table tasks force row level security;
-create policy tasks_select on tasks for select to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tasks_insert on tasks for insert to todo_app
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tasks_update on tasks for update to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tasks_delete on tasks for delete to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-
-alter table tags enable row level security;
-alter table tags force row level security;
-create policy tags_select on tags for select to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tags_insert on tags for insert to todo_app
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tags_update on tags for update to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy tags_delete on tags for delete to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-
-alter table task_tags enable row level security;
-alter table task_tags force row level security;
-create policy task_tags_select on task_tags for select to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy task_tags_insert on task_tags for insert to todo_app
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy task_tags_delete on task_tags for delete to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+select todo_db_isolate('users', 'id', array['select', 'update', 'delete']);
+select todo_db_isolate('tasks', 'user_id', array['select', 'insert', 'update', 'delete']);
+select todo_db_isolate('tags', 'user_id', array['select', 'insert', 'update', 'delete']);
+select todo_db_isolate('task_tags', 'user_id', array['select', 'insert', 'delete']);
 
 -- The app role gets DML only; it owns nothing.
 grant select, update, delete on users to todo_app;

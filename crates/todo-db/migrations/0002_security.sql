@@ -41,24 +41,8 @@ create index security_events_user_idx on security_events (user_id, at);
 create index security_events_kind_idx on security_events (kind, at);
 create index security_events_at_idx on security_events (at);
 
-alter table api_tokens enable row level security;
-alter table api_tokens force row level security;
-create policy api_tokens_select on api_tokens for select to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy api_tokens_insert on api_tokens for insert to todo_app
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy api_tokens_update on api_tokens for update to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid))
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy api_tokens_delete on api_tokens for delete to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-
-alter table security_events enable row level security;
-alter table security_events force row level security;
-create policy security_events_select on security_events for select to todo_app
-    using (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
-create policy security_events_insert on security_events for insert to todo_app
-    with check (user_id = (select nullif(current_setting('app.user_id', true), '')::uuid));
+select todo_db_isolate('api_tokens', 'user_id', array['select', 'insert', 'update', 'delete']);
+select todo_db_isolate('security_events', 'user_id', array['select', 'insert']);
 
 -- Secrets stay out of the app role's reach even for its own rows: it can write a password hash
 -- or a token digest, never read one back (login and token checks run as the owner login).
