@@ -415,7 +415,8 @@ fn scripts(db: &Db, users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
                 "null::text",
                 "false",
                 "null::timestamptz",
-                "true"
+                "true",
+                "null::text",
             ]
         )
     );

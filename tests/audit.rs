@@ -36,8 +36,12 @@ async fn every_store_write_makes_exactly_one_entry_with_actor_old_new_and_change
 
     let e = entries(&t, task.id.0).await;
     let ops: Vec<&str> = e.iter().map(|e| e.op.as_str()).collect();
-    assert_eq!(ops, ["INSERT", "UPDATE", "UPDATE", "DELETE"]);
-    assert!(e.iter().all(|e| e.actor == u.0.to_string() && e.user_id == Some(u.0) && e.table == "tasks"));
+    // The delete moves the task to the trash: out of tasks, into task_trash, in one transaction.
+    assert_eq!(ops, ["INSERT", "UPDATE", "UPDATE", "DELETE", "INSERT"]);
+    let tables: Vec<&str> = e.iter().map(|e| e.table.as_str()).collect();
+    assert_eq!(tables, ["tasks", "tasks", "tasks", "tasks", "task_trash"]);
+    assert_eq!(e[3].txid, e[4].txid);
+    assert!(e.iter().all(|e| e.actor == u.0.to_string() && e.user_id == Some(u.0)));
     assert!(e
         .iter()
         .all(|e| e.request_id.as_deref() == Some("req-42") && e.reason.as_deref() == Some("support ticket 7")));
@@ -48,7 +52,9 @@ async fn every_store_write_makes_exactly_one_entry_with_actor_old_new_and_change
     assert_eq!(e[1].new.as_ref().unwrap()["title"], "second");
     assert_eq!(
         e[2].changed.as_deref(),
-        Some(&["completed".to_string(), "completed_at".to_string(), "updated_at".to_string()][..])
+        Some(
+            &["completed".to_string(), "completed_at".to_string(), "status".to_string(), "updated_at".to_string()][..]
+        )
     );
     assert!(e[3].new.is_none() && e[3].old.as_ref().unwrap()["completed"] == true);
 
@@ -315,7 +321,9 @@ async fn a_task_edited_five_times_and_deleted_comes_back_as_it_was_at_the_second
     let last = entries(&t, task.id.0).await;
     let restore_entries: Vec<_> =
         last.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("restore of task"))).collect();
-    assert_eq!(restore_entries.len(), 2, "the re-insert of the task and of its tag link are audited: {last:?}");
+    // Out of the trash, the task back in, its tag link back: all audited, with the reason.
+    let what: Vec<(&str, &str)> = restore_entries.iter().map(|e| (e.table.as_str(), e.op.as_str())).collect();
+    assert_eq!(what, [("task_trash", "DELETE"), ("tasks", "INSERT"), ("task_tags", "INSERT")], "{last:?}");
 
     // Edited since: an update back to the old fields.
     s.tasks()

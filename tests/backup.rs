@@ -45,6 +45,8 @@ async fn populated() -> TestDb {
     let patch = TaskPatch { title: Some(TaskTitle::parse("renamed").unwrap()), ..Default::default() };
     scope.tasks().update(f.tasks[0], &patch).await.unwrap();
     scope.tasks().tag(f.tasks[1], &[TagName::parse("home").unwrap()]).await.unwrap();
+    scope.tasks().tag(f.tasks[2], &[TagName::parse("home").unwrap()]).await.unwrap();
+    scope.tasks().delete(f.tasks[2]).await.unwrap(); // in the trash, with its tag's id
     let hour = std::time::Duration::from_secs(3600);
     todo_db::security::tokens::issue(&scope, "cli", hour, &Default::default()).await.unwrap();
     t

@@ -331,3 +331,30 @@ async fn init_as_neons_owner_role_on_a_fresh_cluster_then_verify_is_all_ok() {
     cluster.stop().unwrap();
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[tokio::test]
+async fn purge_trash_removes_what_has_been_in_the_trash_longer_than_asked() {
+    let t = TestDb::new().await;
+    let u = t.user("trash@example.com").await;
+    let task = t.db.user(u).tasks().create(&todo_db::model::NewTask::new("old").unwrap()).await.unwrap();
+    t.db.user(u).tasks().delete(task.id).await.unwrap();
+    t.db.admin().batch("update task_trash set deleted_at = now() - interval '40 days'").await.unwrap();
+    todo_db(&t.url)
+        .args(["purge-trash", "--older-than", "60d"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("purged 0 tasks that had been in the trash longer than 60d"));
+    todo_db(&t.url)
+        .args(["purge-trash", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 tasks have been in the trash longer than 30d"));
+    assert_eq!(t.count("select count(*) from task_trash").await, 1);
+    todo_db(&t.url).arg("purge-trash").assert().success().stdout(predicate::str::contains("purged 1 tasks"));
+    assert_eq!(t.count("select count(*) from task_trash").await, 0);
+    todo_db(&t.url)
+        .args(["purge-trash", "--older-than", "soon"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--older-than"));
+}

@@ -218,7 +218,7 @@ async fn constraint_violations_become_typed_errors_and_write_nothing() {
     let u = t.user("raw@example.com").await;
     let s = t.db.user(u);
     let id = uuid::Uuid::now_v7();
-    let cases: [(&str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str); 6] = [
         ("insert into tasks (id, user_id, title) values ($1, $2, ' padded ')", "title", "tasks_title_trimmed"),
         ("insert into tasks (id, user_id, title) values ($1, $2, '')", "title", "tasks_title_length"),
         (
@@ -227,6 +227,11 @@ async fn constraint_violations_become_typed_errors_and_write_nothing() {
             "len",
         ),
         ("insert into tasks (id, user_id, title, completed) values ($1, $2, 't', true)", "completed_at", "matches"),
+        (
+            "insert into tasks (id, user_id, title, completed, completed_at) values ($1, $2, 't', true, now())",
+            "status",
+            "matches",
+        ),
         ("insert into tags (id, user_id, name, color) values ($1, $2, 'n', 'red')", "color", "format"),
     ];
     for (sql, field, _) in cases {
@@ -257,4 +262,135 @@ async fn one_user_never_sees_or_changes_another_users_rows() {
         .await;
     assert!(forged.is_err(), "inserting with another user's id is refused");
     assert_eq!(t.db.user(a).tasks().get(task.id).await.unwrap(), task, "A's task unchanged");
+}
+
+#[tokio::test]
+async fn status_and_completion_follow_one_rule_and_listings_filter_by_status() {
+    let t = TestDb::new().await;
+    let alice = t.user("alice@example.com").await;
+    let scope = t.db.user(alice);
+    let tasks = scope.tasks();
+    let a = tasks.create(&NewTask::new("plan").unwrap()).await.unwrap();
+    assert_eq!(a.status, TaskStatus::Todo);
+    // Completing sets done; reopening a done task sets todo.
+    let done = tasks.complete(a.id).await.unwrap();
+    assert_eq!((done.status, done.completed), (TaskStatus::Done, true));
+    let open = tasks.reopen(a.id).await.unwrap();
+    assert_eq!((open.status, open.completed, open.completed_at), (TaskStatus::Todo, false, None));
+    // Setting done completes; another status reopens.
+    let set = |s| TaskPatch { status: Some(s), ..Default::default() };
+    let review = tasks.update(a.id, &set(TaskStatus::Review)).await.unwrap();
+    assert_eq!((review.status, review.completed), (TaskStatus::Review, false));
+    let done = tasks.update(a.id, &set(TaskStatus::Done)).await.unwrap();
+    assert!(done.completed && done.completed_at.is_some());
+    let blocked = tasks.update(a.id, &set(TaskStatus::Blocked)).await.unwrap();
+    assert_eq!((blocked.status, blocked.completed, blocked.completed_at), (TaskStatus::Blocked, false, None));
+    // Reopening a task that is not done keeps its status.
+    assert_eq!(tasks.reopen(a.id).await.unwrap().status, TaskStatus::Blocked);
+    // A patch that contradicts itself is refused, naming the field, and changes nothing.
+    let bad = TaskPatch { completed: Some(true), status: Some(TaskStatus::InProgress), ..Default::default() };
+    assert!(matches!(tasks.update(a.id, &bad).await, Err(Error::Validation { field: "status", .. })));
+    assert_eq!(tasks.get(a.id).await.unwrap().status, TaskStatus::Blocked);
+    // Created done is created completed; complete_many sets done.
+    let b = tasks.create(&NewTask::new("shipped").unwrap().status(TaskStatus::Done)).await.unwrap();
+    assert!(b.completed && b.completed_at.is_some());
+    let c = tasks.create(&NewTask::new("write").unwrap().status(TaskStatus::InProgress)).await.unwrap();
+    assert_eq!(tasks.complete_many(&[c.id]).await.unwrap(), 1);
+    assert_eq!(tasks.get(c.id).await.unwrap().status, TaskStatus::Done);
+    let by = |s| TaskFilter { status: Some(s), ..Default::default() };
+    let ids = |p: Page<Task>| p.items.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(tasks.list(&by(TaskStatus::Blocked)).await.unwrap()), vec![a.id]);
+    let mut done_ids = ids(tasks.list(&by(TaskStatus::Done)).await.unwrap());
+    done_ids.sort();
+    let mut want = vec![b.id, c.id];
+    want.sort();
+    assert_eq!(done_ids, want);
+    assert!(matches!("finished".parse::<TaskStatus>(), Err(Error::Validation { field: "status", .. })));
+    assert_eq!(" In_Progress ".parse::<TaskStatus>().unwrap(), TaskStatus::InProgress);
+}
+
+#[tokio::test]
+async fn deleted_tasks_wait_in_the_trash_until_restored_or_purged_and_only_their_owner_sees_them() {
+    let t = TestDb::new().await;
+    let alice = t.user("alice@example.com").await;
+    let bob = t.user("bob@example.com").await;
+    let scope = t.db.user(alice);
+    let tasks = scope.tasks();
+    let kept = tasks.create(&NewTask::new("kept").unwrap()).await.unwrap();
+    let gone = tasks.create(&NewTask::new("gone").unwrap().priority(Priority::Urgent)).await.unwrap();
+    let gone = tasks.tag(gone.id, &[tag("Home"), tag("q4")]).await.unwrap();
+    let gone =
+        tasks.update(gone.id, &TaskPatch { status: Some(TaskStatus::Review), ..Default::default() }).await.unwrap();
+    tasks.delete(gone.id).await.unwrap();
+    // Out of every listing, read, change and report...
+    assert!(matches!(tasks.get(gone.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(tasks.complete(gone.id).await, Err(Error::NotFound { .. })));
+    let listed: Vec<_> = tasks.list(&TaskFilter::default()).await.unwrap().items.into_iter().map(|t| t.id).collect();
+    assert_eq!(listed, vec![kept.id]);
+    let summary = todo_db::views::read::<todo_db::views::TaskSummary>(&scope, &Default::default()).await.unwrap();
+    assert_eq!(summary[0].total, 1, "the summary counts live tasks only");
+    // ...and in the trash, whole, with its tags; nobody else sees it or can bring it back.
+    let trash = tasks.trash(50).await.unwrap();
+    assert_eq!(trash.len(), 1);
+    assert_eq!(trash[0].task.id, gone.id);
+    assert_eq!(trash[0].task.tags, vec!["Home", "q4"]);
+    assert_eq!((trash[0].task.status, trash[0].task.priority), (TaskStatus::Review, Priority::Urgent));
+    let bobs = t.db.user(bob);
+    assert!(bobs.tasks().trash(50).await.unwrap().is_empty());
+    assert!(matches!(bobs.tasks().restore(gone.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(bobs.tasks().purge(gone.id).await, Err(Error::NotFound { .. })));
+    // Restored: as it was, tags included (a tag deleted meanwhile is not), and the trash is empty.
+    let q4 = scope.tags().list().await.unwrap().into_iter().find(|g| g.name == "q4").unwrap();
+    scope.tags().delete(q4.id).await.unwrap();
+    let back = tasks.restore(gone.id).await.unwrap();
+    assert_eq!((back.title.as_str(), back.status, back.created_at), ("gone", TaskStatus::Review, gone.created_at));
+    assert_eq!(back.tags, vec!["Home"]);
+    assert_eq!(tasks.get(gone.id).await.unwrap().tags, vec!["Home"]);
+    assert!(tasks.trash(50).await.unwrap().is_empty());
+    assert!(matches!(tasks.restore(gone.id).await, Err(Error::NotFound { .. })));
+    // Purged: gone for good.
+    tasks.delete(gone.id).await.unwrap();
+    tasks.purge(gone.id).await.unwrap();
+    assert!(tasks.trash(50).await.unwrap().is_empty());
+    assert!(matches!(tasks.restore(gone.id).await, Err(Error::NotFound { .. })));
+    // Every step is in the task's history.
+    let entries = todo_db::audit::log(
+        &t.db,
+        &todo_db::audit::LogFilter { record: Some(gone.id.0), limit: Some(100), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let steps: Vec<(String, String)> = entries.items.iter().rev().map(|e| (e.table.clone(), e.op.clone())).collect();
+    let trash_steps: Vec<&(String, String)> = steps.iter().filter(|(t, _)| t == "task_trash").collect();
+    assert_eq!(trash_steps.len(), 4, "in, out, in, purged: {steps:?}");
+}
+
+#[tokio::test]
+async fn the_trash_is_purged_by_age_across_users() {
+    let t = TestDb::new().await;
+    let (alice, bob) = (t.user("alice@example.com").await, t.user("bob@example.com").await);
+    let mut ids = Vec::new();
+    for user in [alice, bob] {
+        let tasks = t.db.user(user);
+        let task = tasks.tasks().create(&NewTask::new("old").unwrap()).await.unwrap();
+        tasks.tasks().delete(task.id).await.unwrap();
+        ids.push(task.id);
+    }
+    let fresh = t.db.user(alice).tasks().create(&NewTask::new("fresh").unwrap()).await.unwrap();
+    t.db.user(alice).tasks().delete(fresh.id).await.unwrap();
+    t.db.admin()
+        .query(
+            "update task_trash set deleted_at = now() - interval '40 days' where id = any($1)",
+            &[&ids.iter().map(|i| i.0).collect::<Vec<_>>()],
+        )
+        .await
+        .unwrap();
+    let month = std::time::Duration::from_secs(30 * 86_400);
+    let admin = t.db.admin();
+    assert_eq!(todo_db::store::tasks::purge_trash(&admin, month, true).await.unwrap(), 2);
+    assert_eq!(t.count("select count(*) from task_trash").await, 3, "a dry run removes nothing");
+    assert_eq!(todo_db::store::tasks::purge_trash(&admin, month, false).await.unwrap(), 2);
+    let left: Vec<TaskId> = t.db.user(alice).tasks().trash(50).await.unwrap().into_iter().map(|x| x.task.id).collect();
+    assert_eq!(left, vec![fresh.id]);
+    assert!(t.db.user(bob).tasks().trash(50).await.unwrap().is_empty());
 }

@@ -21,9 +21,10 @@ async fn task(
 ) -> Uuid {
     let id = Uuid::now_v7();
     let sql = format!(
-        "insert into tasks (id, user_id, title, priority, created_at, completed, completed_at, due_at) \
-         values ($1, $2, $3, $4::text::task_priority, {created}, {}, {}, {})",
+        "insert into tasks (id, user_id, title, priority, created_at, completed, status, completed_at, due_at) \
+         values ($1, $2, $3, $4::text::task_priority, {created}, {}, '{}', {}, {})",
         completed.is_some(),
+        if completed.is_some() { "done" } else { "todo" },
         completed.unwrap_or("null"),
         due.unwrap_or("null")
     );

@@ -164,6 +164,41 @@ pub async fn refuse_if_protected(db: &Db, settings: &Settings, force: bool, what
 }
 
 #[derive(Args)]
+pub struct PurgeTrashArgs {
+    /// Remove tasks that have been in the trash longer than this (e.g. 30d).
+    #[arg(long, default_value = "30d", value_parser = todo_db::config::parse_duration)]
+    older_than: std::time::Duration,
+    /// Only count them.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl PurgeTrashArgs {
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<ExitCode> {
+        let db = connect_admin(settings).await?;
+        let n = todo_db::store::tasks::purge_trash(&db.admin(), self.older_than, self.dry_run).await?;
+        let age = humanize(self.older_than);
+        if self.dry_run {
+            println!("{n} tasks have been in the trash longer than {age} (dry run: nothing removed)");
+        } else {
+            println!("purged {n} tasks that had been in the trash longer than {age}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A duration as the flags take it: whole days, hours, minutes or seconds.
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[derive(Args)]
 pub struct ChecksumArgs {
     #[command(flatten)]
     output: Output,

@@ -129,6 +129,8 @@ enum Command {
     Checksum(data::ChecksumArgs),
     /// Mark the database protected (on), remove the mark (off), or show it (status).
     Protect(data::ProtectArgs),
+    /// Remove for good the tasks that have been in the trash longer than a given age.
+    PurgeTrash(data::PurgeTrashArgs),
     /// Backups: create, verify offline, restore all-or-nothing, list, prune.
     Backup(backup::BackupArgs),
     /// Branches: instant copies of the database (create, list, delete, reset, protect, url, env, diff).
@@ -163,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seed(a) => a.run(&settings).await,
         Command::Checksum(a) => a.run(&settings).await,
         Command::Protect(a) => a.run(&settings).await,
+        Command::PurgeTrash(a) => a.run(&settings).await,
         Command::Backup(a) => a.run(&settings).await,
         Command::Health(a) => a.run(&settings).await,
         Command::Branch(a) => a.run(&settings).await,

@@ -134,6 +134,7 @@ pub fn create_script() -> String {
             "''",
             "'medium'",
             "null::timestamptz",
+            "'todo'",
         ],
     )
 }

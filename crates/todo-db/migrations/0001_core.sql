@@ -3,6 +3,7 @@
 -- Every user-owned row carries user_id: the RLS key and the leading column of the main indexes.
 
 create type task_priority as enum ('low', 'medium', 'high', 'urgent');
+create type task_status as enum ('todo', 'in_progress', 'review', 'done', 'blocked');
 
 -- Keeps updated_at honest without trusting every writer to set it.
 create function set_updated_at() returns trigger
@@ -34,6 +35,7 @@ create table tasks (
     title         text not null,
     description   text not null default '',
     priority      task_priority not null default 'medium',
+    status        task_status not null default 'todo',
     completed     boolean not null default false,
     completed_at  timestamptz,
     due_at        timestamptz,
@@ -42,8 +44,10 @@ create table tasks (
     constraint tasks_title_trimmed check (title = btrim(title)),
     constraint tasks_title_length check (char_length(title) between 1 and 255),
     constraint tasks_description_length check (char_length(description) <= 10000),
-    -- completed_at is set exactly when the task is completed.
-    constraint tasks_completed_at_matches check (completed = (completed_at is not null))
+    -- completed_at is set exactly when the task is completed, and a task is completed exactly
+    -- when its status is done.
+    constraint tasks_completed_at_matches check (completed = (completed_at is not null)),
+    constraint tasks_status_matches check (completed = (status = 'done'))
 );
 -- (user_id, id) is unique so task_tags can reference a task *of the same user*.
 create unique index tasks_user_id_key on tasks (user_id, id);
@@ -52,6 +56,27 @@ create index tasks_user_created_idx on tasks (user_id, created_at, id);
 create index tasks_user_updated_idx on tasks (user_id, updated_at, id);
 create index tasks_user_due_idx on tasks (user_id, (coalesce(due_at, 'infinity'::timestamptz)), id);
 create index tasks_user_priority_idx on tasks (user_id, priority, id);
+
+-- The trash: a deleted task moves here whole, with the ids of its tags, until it is restored
+-- (back into tasks) or purged. Kept apart from tasks, so that every listing, count, view and
+-- index of tasks holds live tasks only, with no filter to forget and no dead rows to skip.
+create table task_trash (
+    id            uuid primary key,
+    user_id       uuid not null references users (id) on delete cascade,
+    title         text not null,
+    description   text not null,
+    priority      task_priority not null,
+    status        task_status not null,
+    completed     boolean not null,
+    completed_at  timestamptz,
+    due_at        timestamptz,
+    created_at    timestamptz not null,
+    updated_at    timestamptz not null,
+    tag_ids       uuid[] not null default '{}',
+    deleted_at    timestamptz not null default now()
+);
+create index task_trash_user_deleted_idx on task_trash (user_id, deleted_at, id);
+create index task_trash_deleted_idx on task_trash (deleted_at);
 
 create table tags (
     id          uuid primary key,
@@ -112,8 +137,9 @@ select todo_db_isolate('users', 'id', array['select', 'update', 'delete']);
 select todo_db_isolate('tasks', 'user_id', array['select', 'insert', 'update', 'delete']);
 select todo_db_isolate('tags', 'user_id', array['select', 'insert', 'update', 'delete']);
 select todo_db_isolate('task_tags', 'user_id', array['select', 'insert', 'delete']);
+select todo_db_isolate('task_trash', 'user_id', array['select', 'insert', 'delete']);
 
 -- The app role gets DML only; it owns nothing.
 grant select, update, delete on users to todo_app;
 grant select, insert, update, delete on tasks, tags to todo_app;
-grant select, insert, delete on task_tags to todo_app;
+grant select, insert, delete on task_tags, task_trash to todo_app;

@@ -1,4 +1,4 @@
--- todo-db audit trail: every change to users, tasks, tags and task_tags, append-only, sealed.
+-- todo-db audit trail: every change to users, tasks, tags, task_tags and task_trash, append-only, sealed.
 
 create schema audit;
 grant usage on schema audit to todo_app;
@@ -161,6 +161,7 @@ select audit.attach('users', array['password_hash']);
 select audit.attach('tasks');
 select audit.attach('tags');
 select audit.attach('task_tags');
+select audit.attach('task_trash');
 
 alter table audit.log enable row level security;
 alter table audit.log force row level security;

@@ -10,6 +10,8 @@ pub const TASKS_TITLE_TRIMMED: &str = "tasks_title_trimmed";
 pub const TASKS_TITLE_LENGTH: &str = "tasks_title_length";
 pub const TASKS_DESCRIPTION_LENGTH: &str = "tasks_description_length";
 pub const TASKS_COMPLETED_AT_MATCHES: &str = "tasks_completed_at_matches";
+pub const TASKS_STATUS_MATCHES: &str = "tasks_status_matches";
+pub const TASK_TRASH_PKEY: &str = "task_trash_pkey";
 pub const TAGS_PKEY: &str = "tags_pkey";
 pub const TAGS_USER_ID_FKEY: &str = "tags_user_id_fkey";
 pub const TAGS_USER_NAME_KEY: &str = "tags_user_name_key";
@@ -34,6 +36,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("tasks", TASKS_TITLE_LENGTH),
     ("tasks", TASKS_DESCRIPTION_LENGTH),
     ("tasks", TASKS_COMPLETED_AT_MATCHES),
+    ("tasks", TASKS_STATUS_MATCHES),
+    ("task_trash", TASK_TRASH_PKEY),
+    ("task_trash", "task_trash_user_id_fkey"),
     ("tags", TAGS_PKEY),
     ("tags", TAGS_USER_ID_FKEY),
     ("tags", TAGS_NAME_LENGTH),
@@ -74,6 +79,8 @@ pub fn meaning(name: &str) -> Option<Violation> {
         TASKS_TITLE_LENGTH => v("title", "must be 1 to 255 characters"),
         TASKS_DESCRIPTION_LENGTH => v("description", "must be at most 10000 characters"),
         TASKS_COMPLETED_AT_MATCHES => v("completed_at", "is set exactly when the task is completed"),
+        TASKS_STATUS_MATCHES => v("status", "is done exactly when the task is completed"),
+        TASK_TRASH_PKEY => Some(Violation::Conflict { field: "task id", constraint: TASK_TRASH_PKEY }),
         TAGS_PKEY => Some(Violation::Conflict { field: "tag id", constraint: TAGS_PKEY }),
         TAGS_USER_NAME_KEY => Some(Violation::Conflict { field: "tag", constraint: TAGS_USER_NAME_KEY }),
         TAGS_NAME_LENGTH => v("tag", "must be 1 to 50 characters without surrounding white space"),

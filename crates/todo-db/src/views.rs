@@ -21,6 +21,7 @@ pub trait View: Sized + Serialize {
     /// The select list the reader uses (casts for types the driver does not read directly).
     const SELECT: &'static str;
     const ORDER: &'static str;
+    /// One row of the select list, read by column name ([`COLUMNS`](Self::COLUMNS)).
     fn from_row(r: &Row) -> Result<Self>;
 }
 
@@ -64,14 +65,14 @@ impl View for TaskSummary {
     const ORDER: &'static str = "user_id";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(TaskSummary {
-            user_id: r.get(0),
-            total: r.get(1),
-            completed: r.get(2),
-            pending: r.get(3),
-            overdue: r.get(4),
-            due_today: r.get(5),
-            completion_rate: r.get(6),
-            last_activity: r.get(7),
+            user_id: r.get("user_id"),
+            total: r.get("total"),
+            completed: r.get("completed"),
+            pending: r.get("pending"),
+            overdue: r.get("overdue"),
+            due_today: r.get("due_today"),
+            completion_rate: r.get("completion_rate"),
+            last_activity: r.get("last_activity"),
         })
     }
 }
@@ -95,12 +96,12 @@ impl View for PriorityCounts {
     const ORDER: &'static str = "user_id, tasks_by_priority.priority";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(PriorityCounts {
-            user_id: r.get(0),
-            priority: r.get::<_, &str>(1).parse()?,
-            total: r.get(2),
-            completed: r.get(3),
-            pending: r.get(4),
-            overdue: r.get(5),
+            user_id: r.get("user_id"),
+            priority: r.get::<_, &str>("priority").parse()?,
+            total: r.get("total"),
+            completed: r.get("completed"),
+            pending: r.get("pending"),
+            overdue: r.get("overdue"),
         })
     }
 }
@@ -121,16 +122,16 @@ impl View for OverdueTask {
     const DESCRIPTION: &'static str = "open tasks whose due time has passed, most overdue first";
     const COLUMNS: &'static [&'static str] = &["task_id", "user_id", "title", "priority", "due_at", "overdue_by"];
     const SELECT: &'static str =
-        "task_id, user_id, title, priority::text, due_at, extract(epoch from overdue_by)::float8";
+        "task_id, user_id, title, priority::text, due_at, extract(epoch from overdue_by)::float8 as overdue_by";
     const ORDER: &'static str = "due_at, task_id";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(OverdueTask {
-            task_id: r.get(0),
-            user_id: r.get(1),
-            title: r.get(2),
-            priority: r.get::<_, &str>(3).parse()?,
-            due_at: r.get(4),
-            overdue_seconds: r.get(5),
+            task_id: r.get("task_id"),
+            user_id: r.get("user_id"),
+            title: r.get("title"),
+            priority: r.get::<_, &str>("priority").parse()?,
+            due_at: r.get("due_at"),
+            overdue_seconds: r.get("overdue_by"),
         })
     }
 }
@@ -155,12 +156,12 @@ impl View for CompletedTask {
     const ORDER: &'static str = "completed_at desc, task_id desc";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(CompletedTask {
-            task_id: r.get(0),
-            user_id: r.get(1),
-            title: r.get(2),
-            priority: r.get::<_, &str>(3).parse()?,
-            completed_at: r.get(4),
-            due_at: r.get(5),
+            task_id: r.get("task_id"),
+            user_id: r.get("user_id"),
+            title: r.get("title"),
+            priority: r.get::<_, &str>("priority").parse()?,
+            completed_at: r.get("completed_at"),
+            due_at: r.get("due_at"),
         })
     }
 }
@@ -197,13 +198,13 @@ impl View for Productivity {
     const ORDER: &'static str = "user_id";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(Productivity {
-            user_id: r.get(0),
-            completed_last_7_days: r.get(1),
-            completed_last_30_days: r.get(2),
-            created_last_7_days: r.get(3),
-            avg_completion_seconds: r.get(4),
-            on_time_rate: r.get(5),
-            current_streak_days: r.get(6),
+            user_id: r.get("user_id"),
+            completed_last_7_days: r.get("completed_last_7_days"),
+            completed_last_30_days: r.get("completed_last_30_days"),
+            created_last_7_days: r.get("created_last_7_days"),
+            avg_completion_seconds: r.get("avg_completion_seconds"),
+            on_time_rate: r.get("on_time_rate"),
+            current_streak_days: r.get("current_streak_days"),
         })
     }
 }
@@ -230,14 +231,14 @@ impl View for TaskWithTags {
     const ORDER: &'static str = "task_id";
     fn from_row(r: &Row) -> Result<Self> {
         Ok(TaskWithTags {
-            task_id: r.get(0),
-            user_id: r.get(1),
-            title: r.get(2),
-            priority: r.get::<_, &str>(3).parse()?,
-            completed: r.get(4),
-            due_at: r.get(5),
-            tag_names: r.get(6),
-            tag_ids: r.get(7),
+            task_id: r.get("task_id"),
+            user_id: r.get("user_id"),
+            title: r.get("title"),
+            priority: r.get::<_, &str>("priority").parse()?,
+            completed: r.get("completed"),
+            due_at: r.get("due_at"),
+            tag_names: r.get("tag_names"),
+            tag_ids: r.get("tag_ids"),
         })
     }
 }

@@ -29,8 +29,18 @@ pub const FORMAT: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 
 /// The tables a backup holds, parents first (the restore's load order).
-pub const TABLES: &[&str] =
-    &["users", "tags", "tasks", "task_tags", "api_tokens", "security_events", "audit.log", "audit.seal", "audit.prune"];
+pub const TABLES: &[&str] = &[
+    "users",
+    "tags",
+    "tasks",
+    "task_tags",
+    "task_trash",
+    "api_tokens",
+    "security_events",
+    "audit.log",
+    "audit.seal",
+    "audit.prune",
+];
 
 /// Live progress of a backup or restore: uncompressed bytes moved so far.
 #[derive(Debug, Default)]

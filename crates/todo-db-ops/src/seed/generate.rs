@@ -95,12 +95,18 @@ pub(super) fn generate(spec: &SeedSpec, i: u64, pass: Pass, out: &mut Encoder, s
         let first_tag = rng.below(tag_count as u64) as usize;
         let step = 1 + rng.below(tag_count as u64 - 1) as usize;
         let w = if pass == Pass::Tasks { &mut *out } else { &mut *scratch };
-        w.row(10);
+        w.row(11);
         w.uuid(id);
         w.uuid(user_id);
         w.text_with(|b| title(&mut rng, b));
         w.text_with(|b| description(&mut rng, b));
         w.text(priority);
+        // Done exactly when completed; open tasks spread over the other statuses by position,
+        // drawing nothing from the random stream (so the passes stay in step).
+        w.text(match completed_at {
+            Some(_) => "done",
+            None => ["todo", "todo", "in_progress", "review", "blocked"][(id.as_u128() % 5) as usize],
+        });
         w.bool(completed_at.is_some());
         w.opt_ts(completed_at);
         w.opt_ts(due_at);

@@ -146,7 +146,7 @@ const COPIES: [(&str, Pass); 4] = [
     ("copy users (id, email, display_name, is_active, created_at, updated_at) from stdin (format binary)", Pass::Users),
     ("copy tags (id, user_id, name, color, created_at) from stdin (format binary)", Pass::Tags),
     (
-        "copy tasks (id, user_id, title, description, priority, completed, completed_at, due_at, created_at, updated_at) \
+        "copy tasks (id, user_id, title, description, priority, status, completed, completed_at, due_at, created_at, updated_at) \
          from stdin (format binary)",
         Pass::Tasks,
     ),

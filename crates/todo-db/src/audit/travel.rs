@@ -62,7 +62,8 @@ pub struct RestorePlan {
 }
 
 /// Columns a restore puts back (ids, owner and timestamps kept by the database stay as they are).
-pub(super) const RESTORED: [&str; 6] = ["title", "description", "priority", "completed", "completed_at", "due_at"];
+pub(super) const RESTORED: [&str; 7] =
+    ["title", "description", "priority", "status", "completed", "completed_at", "due_at"];
 
 /// Puts a task (its fields and its tags) back as it was at `as_of`, as new audited changes whose
 /// reason names the restore. A task created since is deleted (kept with `keep_created`); one
@@ -167,12 +168,14 @@ pub(super) async fn apply_task(
             tx.execute("delete from tasks where id = $1", &[&plan.task]).await?;
         }
         "recreate" => {
+            // A task in the trash comes out of it: it is live again.
+            tx.execute("delete from task_trash where id = $1", &[&plan.task]).await?;
             tx.execute("insert into tasks select * from jsonb_populate_record(null::tasks, $1)", &[then]).await?;
         }
         "update" => {
             tx.execute(
-                "update tasks t set (title, description, priority, completed, completed_at, due_at) = \
-                 (select r.title, r.description, r.priority, r.completed, r.completed_at, r.due_at \
+                "update tasks t set (title, description, priority, status, completed, completed_at, due_at) = \
+                 (select r.title, r.description, r.priority, r.status, r.completed, r.completed_at, r.due_at \
                   from jsonb_populate_record(null::tasks, $2) r) where t.id = $1",
                 &[&plan.task, then],
             )

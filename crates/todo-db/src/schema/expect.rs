@@ -1,7 +1,7 @@
 //! What `verify` expects of a migrated database, beside the migrations themselves.
 
 /// Every table holding user data: RLS enabled and forced on each.
-pub const TABLES: &[&str] = &["users", "tasks", "tags", "task_tags", "api_tokens", "security_events"];
+pub const TABLES: &[&str] = &["users", "tasks", "task_trash", "tags", "task_tags", "api_tokens", "security_events"];
 
 pub const INDEXES: &[&str] = &[
     "users_pkey",
@@ -12,6 +12,9 @@ pub const INDEXES: &[&str] = &[
     "tasks_user_updated_idx",
     "tasks_user_due_idx",
     "tasks_user_priority_idx",
+    "task_trash_pkey",
+    "task_trash_user_deleted_idx",
+    "task_trash_deleted_idx",
     "tags_pkey",
     "tags_user_name_key",
     "tags_user_id_key",

@@ -7,10 +7,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Stmt, UserScope};
+use crate::db::{Admin, Stmt, UserScope};
 use crate::error::{Error, Result};
 use crate::model::{
-    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, UserId,
+    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, TaskStatus,
+    TrashedTask, UserId,
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
@@ -61,6 +62,8 @@ macro_rules! task_fields {
             $t,
             ".priority::text, ",
             $t,
+            ".status::text, ",
+            $t,
             ".completed, ",
             $t,
             ".completed_at, ",
@@ -82,24 +85,30 @@ pub mod sql {
     /// A task's own columns (alias `t`), each followed by `, `, without its tags.
     pub const FIELDS: &str = task_fields!("t");
     /// [`Tasks::create`](super::Tasks::create): `$1` id, `$2` user, `$3` title, `$4` description,
-    /// `$5` priority, `$6` due.
+    /// `$5` priority, `$6` due, `$7` status (`done` creates it completed).
     pub const CREATE: &str = concat!(
-        "insert into tasks (id, user_id, title, description, priority, due_at) ",
-        "values ($1, $2, $3, $4, $5::text::task_priority, $6) returning ",
-        "id, user_id, title, description, priority::text, completed, completed_at, due_at, created_at, updated_at, ",
+        "insert into tasks (id, user_id, title, description, priority, due_at, status, completed, completed_at) ",
+        "values ($1, $2, $3, $4, $5::text::task_priority, $6, $7::text::task_status, $7 = 'done', ",
+        "case when $7 = 'done' then now() end) returning ",
+        "id, user_id, title, description, priority::text, status::text, completed, completed_at, due_at, created_at, ",
+        "updated_at, ",
         // A new task has no tags yet: no need to look them up.
         "'{}'::text[]"
     );
     /// [`Tasks::update`](super::Tasks::update): `$1` id, `$2` title, `$3` description, `$4`
-    /// priority, `$5` whether the due date is set, `$6` due, `$7` completed (each null to keep).
+    /// priority, `$5` whether the due date is set, `$6` due, `$7` completed, `$8` status (each
+    /// null to keep). The status decides completion when given, else `$7` does; completing sets
+    /// `done`, reopening a done task sets `todo` (the check `tasks_status_matches` holds either way).
     pub const UPDATE: &str = concat!(
         "update tasks set ",
         "title = coalesce($2, title), ",
         "description = coalesce($3, description), ",
         "priority = coalesce($4::text::task_priority, priority), ",
         "due_at = case when $5 then $6 else due_at end, ",
-        "completed = coalesce($7, completed), ",
-        "completed_at = case when $7 is null then completed_at when $7 then coalesce(completed_at, now()) else null end ",
+        "completed = coalesce($8::text = 'done', $7, completed), ",
+        "completed_at = case when coalesce($8::text = 'done', $7, completed) then coalesce(completed_at, now()) end, ",
+        "status = case when $8::text is not null then $8::text::task_status ",
+        "when coalesce($7, completed) then 'done' when status = 'done' then 'todo' else status end ",
         "where id = $1 returning ",
         task_columns!("tasks")
     );
@@ -112,12 +121,13 @@ pub(crate) fn task_from_row(r: &Row) -> Result<Task> {
         title: r.get(2),
         description: r.get(3),
         priority: r.get::<_, &str>(4).parse()?,
-        completed: r.get(5),
-        completed_at: r.get(6),
-        due_at: r.get(7),
-        created_at: r.get(8),
-        updated_at: r.get(9),
-        tags: sorted_tags(r.get(10)),
+        status: r.get::<_, &str>(5).parse()?,
+        completed: r.get(6),
+        completed_at: r.get(7),
+        due_at: r.get(8),
+        created_at: r.get(9),
+        updated_at: r.get(10),
+        tags: sorted_tags(r.get(11)),
     })
 }
 
@@ -231,6 +241,7 @@ impl Tasks<'_> {
                     &new.description.as_str(),
                     &new.priority.as_str(),
                     &new.due_at,
+                    &new.status.as_str(),
                 ],
             )
             .await?;
@@ -240,18 +251,21 @@ impl Tasks<'_> {
     /// Creates all `tasks` in one statement; all or none.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), n = tasks.len()), err)]
     pub async fn create_many(&self, tasks: &[NewTask]) -> Result<u64> {
-        const SQL: &str = "with ins as (insert into tasks (id, user_id, title, description, priority, due_at) \
-             select u.id, $2, u.title, u.description, u.priority::task_priority, u.due_at \
-             from unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
-                  as u(id, title, description, priority, due_at) returning 1) select count(*) from ins";
+        const SQL: &str = "with ins as (insert into tasks \
+             (id, user_id, title, description, priority, due_at, status, completed, completed_at) \
+             select u.id, $2, u.title, u.description, u.priority::task_priority, u.due_at, u.status::task_status, \
+                    u.status = 'done', case when u.status = 'done' then now() end \
+             from unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]) \
+                  as u(id, title, description, priority, due_at, status) returning 1) select count(*) from ins";
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
         let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
         let descriptions: Vec<&str> = tasks.iter().map(|t| t.description.as_str()).collect();
         let priorities: Vec<&str> = tasks.iter().map(|t| t.priority.as_str()).collect();
         let due: Vec<Option<OffsetDateTime>> = tasks.iter().map(|t| t.due_at).collect();
+        let statuses: Vec<&str> = tasks.iter().map(|t| t.status.as_str()).collect();
         let rows = self
             .scope
-            .pipeline(&[Stmt::new(SQL, &[&ids, &self.user(), &titles, &descriptions, &priorities, &due])])
+            .pipeline(&[Stmt::new(SQL, &[&ids, &self.user(), &titles, &descriptions, &priorities, &due, &statuses])])
             .await?;
         Ok(rows[0][0].get::<_, i64>(0) as u64)
     }
@@ -264,6 +278,7 @@ impl Tasks<'_> {
     /// Applies the fields set in `patch`; completing sets `completed_at`, reopening clears it.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
     pub async fn update(&self, id: TaskId, patch: &TaskPatch) -> Result<Task> {
+        patch.check()?;
         if patch.is_empty() {
             return self.get(id).await;
         }
@@ -281,6 +296,7 @@ impl Tasks<'_> {
                     &patch.due_at.is_some(),
                     &patch.due_at.flatten(),
                     &patch.completed,
+                    &patch.status.map(TaskStatus::as_str),
                 ],
             )
             .await?;
@@ -301,7 +317,7 @@ impl Tasks<'_> {
         let rows = self
             .scope
             .query(
-                "with done as (update tasks set completed = true, completed_at = now() \
+                "with done as (update tasks set completed = true, completed_at = now(), status = 'done' \
                  where id = any($1) and not completed returning 1) select count(*) from done",
                 &[&ids],
             )
@@ -309,10 +325,67 @@ impl Tasks<'_> {
         Ok(rows[0].get::<_, i64>(0) as u64)
     }
 
+    /// Moves the task to the trash, with the ids of its tags: it leaves every listing, count and
+    /// view, and [`restore`](Self::restore) brings it back.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
     pub async fn delete(&self, id: TaskId) -> Result<()> {
-        self.scope.query_found("task", "delete from tasks where id = $1 returning id", &[&id.0]).await?;
+        // One statement, one snapshot: the tag ids are read before the delete cascades to them.
+        const SQL: &str = "with gone as (delete from tasks where id = $1 returning *) \
+             insert into task_trash (id, user_id, title, description, priority, status, completed, completed_at, \
+                                     due_at, created_at, updated_at, tag_ids) \
+             select g.id, g.user_id, g.title, g.description, g.priority, g.status, g.completed, g.completed_at, \
+                    g.due_at, g.created_at, g.updated_at, \
+                    array(select tt.tag_id from task_tags tt where tt.user_id = g.user_id and tt.task_id = g.id) \
+             from gone g returning id";
+        self.scope.query_found("task", SQL, &[&id.0]).await?;
         Ok(())
+    }
+
+    /// Brings a task back from the trash, with those of its tags that still exist.
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
+    pub async fn restore(&self, id: TaskId) -> Result<Task> {
+        const SQL: &str = concat!(
+            "with back as (delete from task_trash where id = $1 returning *), ",
+            "t as (insert into tasks (id, user_id, title, description, priority, status, completed, completed_at, ",
+            "due_at, created_at) select id, user_id, title, description, priority, status, completed, completed_at, ",
+            "due_at, created_at from back returning *), ",
+            "kept as (select g.id, g.name from back b join tags g on g.user_id = b.user_id and g.id = any(b.tag_ids)), ",
+            "attached as (insert into task_tags (user_id, task_id, tag_id) select t.user_id, t.id, k.id from t, kept k) ",
+            "select ",
+            task_fields!("t"),
+            "array(select name from kept) from t"
+        );
+        let row = self.scope.query_found("task in the trash", SQL, &[&id.0]).await.map_err(|e| match e {
+            Error::Conflict { field: "task id", .. } => {
+                Error::validation("task", "a task with this id exists again: it cannot come back from the trash")
+            }
+            other => other,
+        })?;
+        task_from_row(&row)
+    }
+
+    /// Removes a task in the trash for good.
+    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
+    pub async fn purge(&self, id: TaskId) -> Result<()> {
+        self.scope
+            .query_found("task in the trash", "delete from task_trash where id = $1 returning id", &[&id.0])
+            .await?;
+        Ok(())
+    }
+
+    /// The trash, most recently deleted first: at most `limit` (1..=500) tasks.
+    pub async fn trash(&self, limit: u32) -> Result<Vec<TrashedTask>> {
+        if !(1..=500).contains(&limit) {
+            return Err(Error::validation("limit", "must be between 1 and 500"));
+        }
+        const SQL: &str = concat!(
+            "select ",
+            task_fields!("x"),
+            "array(select g.name from tags g where g.user_id = x.user_id and g.id = any(x.tag_ids)), x.deleted_at ",
+            "from task_trash x order by x.deleted_at desc, x.id desc limit $1"
+        );
+        let rows = self.scope.query(SQL, &[&i64::from(limit)]).await?;
+        rows.iter().map(|r| Ok(TrashedTask { task: task_from_row(r)?, deleted_at: r.get(12) })).collect()
     }
 
     /// One page of tasks matching `filter`, in its sort order.
@@ -328,6 +401,7 @@ impl Tasks<'_> {
             }
         }
         let priority = filter.priority.map(Priority::as_str);
+        let status = filter.status.map(TaskStatus::as_str);
         let tag = filter.tag.as_deref();
         let search = filter.search.as_deref().map(like_pattern);
         let fetch = limit + 1;
@@ -337,6 +411,9 @@ impl Tasks<'_> {
         }
         if let Some(p) = &priority {
             q.push(" and t.priority = ?::text::task_priority", &[p]);
+        }
+        if let Some(s) = &status {
+            q.push(" and t.status = ?::text::task_status", &[s]);
         }
         if let Some(d) = &filter.due_before {
             q.push(" and t.due_at < ?", &[d]);
@@ -419,6 +496,19 @@ fn cursor_for(sort: TaskSort, t: &Task) -> Cursor {
         TaskSort::Priority => t.priority.as_str().to_string(),
     };
     Cursor { sort, key, id: t.id.0 }
+}
+
+/// Removes, across users, the tasks that have been in the trash longer than `older_than` (with
+/// `dry_run`, only counts them); returns how many. Owner work: `todo-db purge-trash`.
+pub async fn purge_trash(admin: &Admin, older_than: std::time::Duration, dry_run: bool) -> Result<u64> {
+    let secs = older_than.as_secs_f64();
+    let sql = if dry_run {
+        "select count(*) from task_trash where deleted_at < now() - make_interval(secs => $1)"
+    } else {
+        "with gone as (delete from task_trash where deleted_at < now() - make_interval(secs => $1) returning 1) \
+         select count(*) from gone"
+    };
+    Ok(admin.query(sql, &[&secs]).await?[0].get::<_, i64>(0) as u64)
 }
 
 #[cfg(test)]

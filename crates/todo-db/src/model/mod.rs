@@ -1,0 +1,243 @@
+//! Domain types. Input is parsed into these before any SQL runs: a bad title, email, priority or
+//! date is a `Validation` error naming the field, and nothing is written.
+
+mod input;
+mod list;
+
+pub use input::{parse_time, Color, Description, DisplayName, Email, Priority, TagName, TaskStatus, TaskTitle};
+pub use list::{Cursor, Page, TaskFilter, TaskSort};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+macro_rules! id_type {
+    ($name:ident, $field:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered (v7) id, generated here rather than by the server: no round
+            /// trip, and a retried create with the same id cannot insert twice.
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+            pub fn parse(raw: &str) -> Result<Self> {
+                Uuid::parse_str(raw.trim())
+                    .map($name)
+                    .map_err(|_| Error::validation($field, format!("{raw:?} is not a UUID")))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(UserId, "user_id");
+id_type!(TaskId, "task_id");
+id_type!(TagId, "tag_id");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub is_active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_login_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email: Email,
+    pub display_name: DisplayName,
+}
+
+impl NewUser {
+    pub fn new(email: &str, display_name: &str) -> Result<Self> {
+        Ok(NewUser { id: UserId::new(), email: Email::parse(email)?, display_name: DisplayName::parse(display_name)? })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub email: Option<Email>,
+    pub display_name: Option<DisplayName>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub user_id: UserId,
+    pub title: String,
+    pub description: String,
+    pub priority: Priority,
+    pub status: TaskStatus,
+    pub completed: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub due_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Tag names, sorted case-insensitively (by lowercase form, whatever the database collation).
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Client-generated, so a retried create after a lost answer inserts at most once.
+    pub id: TaskId,
+    pub title: TaskTitle,
+    pub description: Description,
+    pub priority: Priority,
+    /// `Done` creates the task completed.
+    pub status: TaskStatus,
+    pub due_at: Option<OffsetDateTime>,
+}
+
+impl NewTask {
+    pub fn new(title: &str) -> Result<Self> {
+        Ok(NewTask {
+            id: TaskId::new(),
+            title: TaskTitle::parse(title)?,
+            description: Description::default(),
+            priority: Priority::default(),
+            status: TaskStatus::default(),
+            due_at: None,
+        })
+    }
+    pub fn description(mut self, d: &str) -> Result<Self> {
+        self.description = Description::parse(d)?;
+        Ok(self)
+    }
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = p;
+        self
+    }
+    pub fn due_at(mut self, due: OffsetDateTime) -> Self {
+        self.due_at = Some(due);
+        self
+    }
+    pub fn status(mut self, s: TaskStatus) -> Self {
+        self.status = s;
+        self
+    }
+}
+
+/// A partial update: `None` leaves a field as it is; `due_at: Some(None)` clears the due date.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Option<TaskTitle>,
+    pub description: Option<Description>,
+    pub priority: Option<Priority>,
+    pub due_at: Option<Option<OffsetDateTime>>,
+    /// Completing sets the status `Done`; reopening a done task sets `Todo`.
+    pub completed: Option<bool>,
+    /// `Done` completes the task; another status reopens a completed one.
+    pub status: Option<TaskStatus>,
+}
+
+impl TaskPatch {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.description.is_none()
+            && self.priority.is_none()
+            && self.due_at.is_none()
+            && self.completed.is_none()
+            && self.status.is_none()
+    }
+
+    /// Refuses a patch whose `completed` and `status` disagree (completed with a status other
+    /// than done, or reopened as done).
+    pub fn check(&self) -> Result<()> {
+        match (self.completed, self.status) {
+            (Some(c), Some(s)) if c != (s == TaskStatus::Done) => Err(Error::validation(
+                "status",
+                format!("{s} disagrees with completed = {c}: a task is completed exactly when its status is done"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A task in the trash: as it was when deleted, with the ids of its tags then.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrashedTask {
+    pub task: Task,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deleted_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tag {
+    pub id: TagId,
+    pub name: String,
+    pub color: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        assert_eq!(TaskTitle::parse("  Buy milk ").unwrap().as_str(), "Buy milk");
+        assert!(matches!(TaskTitle::parse("   "), Err(Error::Validation { field: "title", .. })));
+        assert!(TaskTitle::parse(&"x".repeat(255)).is_ok());
+        assert!(matches!(TaskTitle::parse(&"x".repeat(256)), Err(Error::Validation { field: "title", .. })));
+        assert!(matches!(TaskTitle::parse("a\0b"), Err(Error::Validation { field: "title", .. })));
+        assert!(TaskTitle::parse(&"é".repeat(255)).is_ok(), "length counts characters, not bytes");
+    }
+
+    #[test]
+    fn priorities_parse_whatever_their_case_and_spacing() {
+        for &p in Priority::ALL {
+            assert_eq!(p.as_str().parse::<Priority>().ok(), Some(p));
+            assert_eq!(format!(" {} ", p.as_str().to_uppercase()).parse::<Priority>().ok(), Some(p));
+        }
+        assert!("".parse::<Priority>().is_err());
+        assert!("lowest".parse::<Priority>().is_err());
+    }
+
+    #[test]
+    fn bad_inputs_name_their_field() {
+        assert!(matches!("critical".parse::<Priority>(), Err(Error::Validation { field: "priority", .. })));
+        assert!(matches!(Email::parse("no-at-sign"), Err(Error::Validation { field: "email", .. })));
+        assert!(matches!(parse_time("due_at", "tomorrow"), Err(Error::Validation { field: "due_at", .. })));
+        assert!(matches!(Description::parse(&"d".repeat(10_001)), Err(Error::Validation { field: "description", .. })));
+        assert!(matches!(Color::parse("red"), Err(Error::Validation { field: "color", .. })));
+        assert!(matches!(Cursor::decode("!!"), Err(Error::Validation { field: "cursor", .. })));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor { sort: TaskSort::Due, key: "2026-01-01T00:00:00Z".into(), id: Uuid::now_v7() };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+    }
+}
