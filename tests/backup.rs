@@ -47,6 +47,8 @@ async fn populated() -> TestDb {
     scope.tasks().tag(f.tasks[1], &[TagName::parse("home").unwrap()]).await.unwrap();
     scope.tasks().tag(f.tasks[2], &[TagName::parse("home").unwrap()]).await.unwrap();
     scope.tasks().delete(f.tasks[2]).await.unwrap(); // in the trash, with its tag's id
+    let dark = todo_db::model::PreferencesPatch { theme: Some(todo_db::model::Theme::Dark), ..Default::default() };
+    scope.profile().set_preferences(&dark).await.unwrap();
     let hour = std::time::Duration::from_secs(3600);
     todo_db::security::tokens::issue(&scope, "cli", hour, &Default::default()).await.unwrap();
     t
@@ -400,14 +402,18 @@ async fn encrypted_backups_restore_with_their_key_and_name_a_wrong_or_missing_ke
 #[tokio::test]
 async fn a_backup_from_an_older_schema_is_loaded_at_its_version_then_migrated_forward() {
     let source = populated().await;
+    // No preferences yet, as before the migration that made them.
+    source.db.admin().batch("delete from user_preferences").await.unwrap();
     let dir = scratch();
     let out = dir.join("old");
     backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
-    // Present it as taken before the latest migration (its tables are all older than that one).
+    // Present it as taken before the latest migration, which made user_preferences: without that
+    // migration and without that table, as a backup taken then would be.
     let path = out.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let latest = todo_db::schema::MIGRATIONS.last().unwrap().version;
     m["migrations"].as_array_mut().unwrap().retain(|x| x["version"] != latest);
+    m["tables"].as_array_mut().unwrap().retain(|x| x["name"] != "user_preferences");
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     // Into a brand-new, empty database: no schema at all yet.
     let empty = TestDb::empty().await;

@@ -90,7 +90,8 @@ async fn each_migration_commits_whole_on_its_own_and_a_failure_names_its_file() 
     // Once the obstacle is gone, the rest applies.
     conn.batch_execute("drop table report_today").await.unwrap();
     let applied = todo_db::schema::migrate(&mut conn).await.unwrap();
-    assert_eq!(applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![4, 5]);
+    let rest: Vec<i32> = todo_db::schema::MIGRATIONS.iter().map(|m| m.version).filter(|&v| v >= 4).collect();
+    assert_eq!(applied.iter().map(|a| a.version).collect::<Vec<_>>(), rest);
 }
 
 #[tokio::test]

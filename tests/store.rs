@@ -394,3 +394,81 @@ async fn the_trash_is_purged_by_age_across_users() {
     assert_eq!(left, vec![fresh.id]);
     assert!(t.db.user(bob).tasks().trash(50).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_profile_holds_names_bio_and_avatar_and_email_verification_is_not_the_users_to_set() {
+    let t = TestDb::new().await;
+    let alice = t.user("alice@example.com").await;
+    let me = t.db.user(alice);
+    let fresh = me.profile().get().await.unwrap();
+    assert_eq!((fresh.first_name.as_str(), fresh.bio.as_str(), fresh.avatar_url.clone()), ("", "", None));
+    assert!(!fresh.email_verified);
+    let patch = UserPatch {
+        first_name: Some(ProfileText::parse("first_name", " Ada ", ProfileText::NAME_MAX).unwrap()),
+        last_name: Some(ProfileText::parse("last_name", "Lovelace", ProfileText::NAME_MAX).unwrap()),
+        bio: Some(ProfileText::parse("bio", "Analyst.", ProfileText::BIO_MAX).unwrap()),
+        avatar_url: Some(Some(AvatarUrl::parse("https://cdn.example.com/a.png").unwrap())),
+        ..Default::default()
+    };
+    let u = me.profile().update(&patch).await.unwrap();
+    assert_eq!((u.first_name.as_str(), u.last_name.as_str(), u.bio.as_str()), ("Ada", "Lovelace", "Analyst."));
+    assert_eq!(u.avatar_url.as_deref(), Some("https://cdn.example.com/a.png"));
+    let cleared = me.profile().update(&UserPatch { avatar_url: Some(None), ..Default::default() }).await.unwrap();
+    assert_eq!((cleared.avatar_url, cleared.first_name.as_str()), (None, "Ada"), "only the avatar goes");
+    // Bad input names its field; the database refuses what slips past the library.
+    let long = "x".repeat(501);
+    assert!(matches!(
+        ProfileText::parse("bio", &long, ProfileText::BIO_MAX),
+        Err(Error::Validation { field: "bio", .. })
+    ));
+    for bad in ["javascript:alert(1)", "ftp://x.example/a", "not a url", "https://"] {
+        assert!(matches!(AvatarUrl::parse(bad), Err(Error::Validation { field: "avatar_url", .. })), "{bad}");
+    }
+    let err = me.query("update users set bio = repeat('b', 501) where id = $1", &[&alice.0]).await.unwrap_err();
+    assert!(matches!(err, Error::Validation { field: "bio", .. }), "{err:?}");
+    // Only a verification (the owner login) sets email_verified: the app role may not.
+    let err = me.query("update users set email_verified = true where id = $1", &[&alice.0]).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert!(!me.profile().get().await.unwrap().email_verified);
+}
+
+#[tokio::test]
+async fn preferences_default_until_set_are_typed_and_each_users_own() {
+    let t = TestDb::new().await;
+    let (alice, bob) = (t.user("alice@example.com").await, t.user("bob@example.com").await);
+    let me = t.db.user(alice);
+    assert_eq!(me.profile().preferences().await.unwrap(), Preferences::default());
+    // An empty patch stores the database's defaults: the library's defaults are the same.
+    assert_eq!(me.profile().set_preferences(&PreferencesPatch::default()).await.unwrap(), Preferences::default());
+    let set = PreferencesPatch {
+        theme: Some(Theme::Dark),
+        language: Some(Language::parse("pt-BR").unwrap()),
+        push_notifications: Some(true),
+        profile_visibility: Some(Visibility::Public),
+        show_email: Some(true),
+        ..Default::default()
+    };
+    let p = me.profile().set_preferences(&set).await.unwrap();
+    assert_eq!(
+        (p.theme, p.language.as_str(), p.privacy.profile_visibility),
+        (Theme::Dark, "pt-BR", Visibility::Public)
+    );
+    assert!(p.notifications.push && p.privacy.show_email);
+    assert_eq!(p.notifications.email, Preferences::default().notifications.email, "unset settings keep theirs");
+    let light = PreferencesPatch { theme: Some(Theme::Light), ..Default::default() };
+    let again = me.profile().set_preferences(&light).await.unwrap();
+    assert_eq!((again.theme, again.language.as_str()), (Theme::Light, "pt-BR"));
+    assert_eq!(me.profile().preferences().await.unwrap(), again);
+    // Bob has his own (the defaults) and cannot read or change Alice's.
+    let bobs = t.db.user(bob);
+    assert_eq!(bobs.profile().preferences().await.unwrap(), Preferences::default());
+    assert!(bobs.query("select * from user_preferences", &[]).await.unwrap().is_empty());
+    let n = bobs.query("update user_preferences set theme = 'dark' returning 1", &[]).await.unwrap();
+    assert!(n.is_empty());
+    for bad in ["english", "EN", "e", "pt_BR", "en-"] {
+        assert!(matches!(Language::parse(bad), Err(Error::Validation { field: "language", .. })), "{bad}");
+    }
+    assert!(matches!("neon".parse::<Theme>(), Err(Error::Validation { field: "theme", .. })));
+    let err = me.query("update user_preferences set language = 'English'", &[]).await.unwrap_err();
+    assert!(matches!(err, Error::Validation { field: "language", .. }), "{err:?}");
+}

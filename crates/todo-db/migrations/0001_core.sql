@@ -18,13 +18,22 @@ create table users (
     id             uuid primary key,
     email          text not null,
     display_name   text not null default '',
+    first_name     text not null default '',
+    last_name      text not null default '',
+    bio            text not null default '',
+    avatar_url     text,
+    email_verified boolean not null default false,
     password_hash  text,
     is_active      boolean not null default true,
     created_at     timestamptz not null default now(),
     updated_at     timestamptz not null default now(),
     last_login_at  timestamptz,
     constraint users_email_format check (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' and octet_length(email) <= 254),
-    constraint users_display_name_length check (char_length(display_name) <= 100)
+    constraint users_display_name_length check (char_length(display_name) <= 100),
+    constraint users_first_name_length check (char_length(first_name) <= 100),
+    constraint users_last_name_length check (char_length(last_name) <= 100),
+    constraint users_bio_length check (char_length(bio) <= 500),
+    constraint users_avatar_url_format check (avatar_url ~ '^https?://[^[:space:]]+$' and octet_length(avatar_url) <= 500)
 );
 -- Unique ignoring case: Alice@x and alice@x are one account.
 create unique index users_email_key on users (lower(email));

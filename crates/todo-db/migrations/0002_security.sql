@@ -47,8 +47,10 @@ select todo_db_isolate('security_events', 'user_id', array['select', 'insert']);
 -- Secrets stay out of the app role's reach even for its own rows: it can write a password hash
 -- or a token digest, never read one back (login and token checks run as the owner login).
 revoke select, update on users from todo_app;
-grant select (id, email, display_name, is_active, created_at, updated_at, last_login_at, locked_until) on users to todo_app;
-grant update (email, display_name, is_active, password_hash) on users to todo_app;
+grant select (id, email, display_name, first_name, last_name, bio, avatar_url, email_verified, is_active, created_at,
+              updated_at, last_login_at, locked_until) on users to todo_app;
+-- email_verified is not among them: only a verification (as the owner login) sets it.
+grant update (email, display_name, first_name, last_name, bio, avatar_url, is_active, password_hash) on users to todo_app;
 
 -- Tokens: a user lists, issues and revokes their own. Events: a user reads their own and the app
 -- may record events about the current user; nobody but the owner changes or deletes them.

@@ -4,6 +4,10 @@
 pub const USERS_EMAIL_KEY: &str = "users_email_key";
 pub const USERS_EMAIL_FORMAT: &str = "users_email_format";
 pub const USERS_DISPLAY_NAME_LENGTH: &str = "users_display_name_length";
+pub const USERS_FIRST_NAME_LENGTH: &str = "users_first_name_length";
+pub const USERS_LAST_NAME_LENGTH: &str = "users_last_name_length";
+pub const USERS_BIO_LENGTH: &str = "users_bio_length";
+pub const USERS_AVATAR_URL_FORMAT: &str = "users_avatar_url_format";
 pub const TASKS_PKEY: &str = "tasks_pkey";
 pub const TASKS_USER_ID_FKEY: &str = "tasks_user_id_fkey";
 pub const TASKS_TITLE_TRIMMED: &str = "tasks_title_trimmed";
@@ -24,12 +28,17 @@ pub const API_TOKENS_PURPOSE_LENGTH: &str = "api_tokens_purpose_length";
 pub const API_TOKENS_HASH_KEY: &str = "api_tokens_hash_key";
 pub const API_TOKENS_EXPIRY: &str = "api_tokens_expiry_after_creation";
 pub const SECURITY_EVENTS_KIND_KNOWN: &str = "security_events_kind_known";
+pub const USER_PREFERENCES_LANGUAGE_FORMAT: &str = "user_preferences_language_format";
 
 /// Every named constraint `verify` expects, with its table.
 pub const ALL: &[(&str, &str)] = &[
     ("users", "users_pkey"),
     ("users", USERS_EMAIL_FORMAT),
     ("users", USERS_DISPLAY_NAME_LENGTH),
+    ("users", USERS_FIRST_NAME_LENGTH),
+    ("users", USERS_LAST_NAME_LENGTH),
+    ("users", USERS_BIO_LENGTH),
+    ("users", USERS_AVATAR_URL_FORMAT),
     ("tasks", TASKS_PKEY),
     ("tasks", TASKS_USER_ID_FKEY),
     ("tasks", TASKS_TITLE_TRIMMED),
@@ -53,6 +62,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("security_events", "security_events_pkey"),
     ("security_events", SECURITY_EVENTS_KIND_KNOWN),
     ("security_events", "security_events_user_agent_length"),
+    ("user_preferences", "user_preferences_pkey"),
+    ("user_preferences", "user_preferences_user_id_fkey"),
+    ("user_preferences", USER_PREFERENCES_LANGUAGE_FORMAT),
 ];
 
 /// What a violated constraint means to the caller.
@@ -73,6 +85,10 @@ pub fn meaning(name: &str) -> Option<Violation> {
         USERS_EMAIL_KEY => Some(Violation::Conflict { field: "email", constraint: USERS_EMAIL_KEY }),
         USERS_EMAIL_FORMAT => v("email", "must look like name@example.com"),
         USERS_DISPLAY_NAME_LENGTH => v("display_name", "is longer than 100 characters"),
+        USERS_FIRST_NAME_LENGTH => v("first_name", "is longer than 100 characters"),
+        USERS_LAST_NAME_LENGTH => v("last_name", "is longer than 100 characters"),
+        USERS_BIO_LENGTH => v("bio", "is longer than 500 characters"),
+        USERS_AVATAR_URL_FORMAT => v("avatar_url", "must be an http(s) URL of at most 500 bytes"),
         TASKS_PKEY => Some(Violation::Conflict { field: "task id", constraint: TASKS_PKEY }),
         TASKS_USER_ID_FKEY | TAGS_USER_ID_FKEY => Some(Violation::Missing { entity: "user" }),
         TASKS_TITLE_TRIMMED => v("title", "must not start or end with white space"),
@@ -92,6 +108,7 @@ pub fn meaning(name: &str) -> Option<Violation> {
         API_TOKENS_HASH_KEY => Some(Violation::Conflict { field: "token", constraint: API_TOKENS_HASH_KEY }),
         API_TOKENS_EXPIRY => v("expires_at", "must be in the future"),
         SECURITY_EVENTS_KIND_KNOWN => v("kind", "is not a known security event kind"),
+        USER_PREFERENCES_LANGUAGE_FORMAT => v("language", "must be a language tag like en or pt-BR"),
         _ => None,
     }
 }

@@ -37,6 +37,7 @@ pub const TABLES: &[&str] = &[
     "task_trash",
     "api_tokens",
     "security_events",
+    "user_preferences",
     "audit.log",
     "audit.seal",
     "audit.prune",

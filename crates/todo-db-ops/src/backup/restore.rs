@@ -99,12 +99,15 @@ pub(super) async fn load_all(
     let target = db.target().to_string();
     let fail = |e| Error::from_pg(e, &target);
     schema::migrate_to(conn, Some(manifest.migration_version())).await?;
+    // The backup's tables, in load order: a backup taken at an older schema version holds only
+    // the tables that existed then (the later migrations make the rest, empty).
+    let tables: Vec<&str> = TABLES.iter().copied().filter(|t| manifest.tables.iter().any(|m| m.name == *t)).collect();
     if !replace {
         let any: bool = conn
             .query_one(
                 &format!(
                     "select exists (select 1 from ({}) x)",
-                    TABLES
+                    tables
                         .iter()
                         .map(|t| format!("(select 1 from {t} limit 1)"))
                         .collect::<Vec<_>>()
@@ -123,7 +126,6 @@ pub(super) async fn load_all(
         }
     }
     let tx = conn.transaction().await.map_err(fail)?;
-    let tables: Vec<&str> = TABLES.to_vec();
     tx.batch_execute("set local statement_timeout = 0; set local maintenance_work_mem = '256MB'")
         .await
         .map_err(fail)?;

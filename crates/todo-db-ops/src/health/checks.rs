@@ -371,7 +371,7 @@ async fn audit_triggers(c: Ctx<'_>) -> Result<Found> {
     let r = db
         .admin()
         .query(
-            "select t from unnest(array['users', 'tasks', 'task_trash', 'tags', 'task_tags']) t \
+            "select t from unnest(array['users', 'tasks', 'task_trash', 'tags', 'task_tags', 'user_preferences']) t \
              where not exists (select 1 from pg_trigger g where g.tgrelid = t::regclass \
                                and g.tgname = t || '_audit' and g.tgenabled <> 'D') order by 1",
             &[],
@@ -380,7 +380,7 @@ async fn audit_triggers(c: Ctx<'_>) -> Result<Found> {
     let missing: Vec<String> = r.iter().map(|r| r.get(0)).collect();
     let s = if missing.is_empty() { Status::Ok } else { Status::Critical };
     let msg = if missing.is_empty() {
-        "audit capture is attached and enabled on users, tasks, task_trash, tags, task_tags".into()
+        "audit capture is attached and enabled on users, tasks, task_trash, tags, task_tags, user_preferences".into()
     } else {
         format!(
             "changes to {} are NOT audited: re-create with `select audit.attach('<table>')` or run `todo-db verify`",

@@ -106,6 +106,54 @@ impl DisplayName {
     }
 }
 
+/// Free text of a profile (first and last name, bio): trimmed, no NUL, at most a given number of
+/// characters; empty clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct ProfileText(String);
+
+impl ProfileText {
+    /// Names have at most 100 characters.
+    pub const NAME_MAX: usize = 100;
+    /// A bio has at most 500.
+    pub const BIO_MAX: usize = 500;
+
+    pub fn parse(field: &'static str, raw: &str, max: usize) -> Result<Self> {
+        reject_nul(field, raw)?;
+        let t = raw.trim();
+        if t.chars().count() > max {
+            return Err(Error::validation(field, format!("is longer than {max} characters")));
+        }
+        Ok(ProfileText(t.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An avatar's address: an absolute http or https URL of at most 500 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AvatarUrl(String);
+
+impl AvatarUrl {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let t = raw.trim();
+        let bad = |why: &str| Error::validation("avatar_url", format!("{why}: {t:?}"));
+        if t.len() > 500 {
+            return Err(Error::validation("avatar_url", "is longer than 500 bytes"));
+        }
+        let u = url::Url::parse(t).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() || t.contains(char::is_whitespace) {
+            return Err(bad("must be an http or https URL"));
+        }
+        Ok(AvatarUrl(t.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A tag name: trimmed, 1..=50 characters, unique per user ignoring case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -206,6 +254,48 @@ named_enum! {
         Done = "done",
         Blocked = "blocked",
     } default Todo
+}
+
+named_enum! {
+    /// The colour scheme of the app.
+    Theme ("theme") { Light = "light", Dark = "dark", System = "system" } default System
+}
+
+named_enum! {
+    /// Who may see a user's profile.
+    Visibility ("profile_visibility") { Private = "private", Contacts = "contacts", Public = "public" } default Private
+}
+
+/// A BCP 47 language tag (`en`, `pt-BR`, `zh-Hant`): a 2-3 letter language, then up to two
+/// subtags of 2-8 letters or digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Language(String);
+
+impl Language {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let t = raw.trim();
+        let mut parts = t.split('-');
+        let lang = parts.next().unwrap_or("");
+        let subtags: Vec<&str> = parts.collect();
+        let ok = (2..=3).contains(&lang.len())
+            && lang.bytes().all(|b| b.is_ascii_lowercase())
+            && subtags.len() <= 2
+            && subtags.iter().all(|s| (2..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !ok {
+            return Err(Error::validation("language", format!("{raw:?} is not a language tag like en or pt-BR")));
+        }
+        Ok(Language(t.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Language {
+    fn default() -> Self {
+        Language("en".into())
+    }
 }
 
 /// Parses an RFC 3339 timestamp (`2026-11-27T10:00:00Z`) for the named field.

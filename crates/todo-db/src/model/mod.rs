@@ -4,7 +4,10 @@
 mod input;
 mod list;
 
-pub use input::{parse_time, Color, Description, DisplayName, Email, Priority, TagName, TaskStatus, TaskTitle};
+pub use input::{
+    parse_time, AvatarUrl, Color, Description, DisplayName, Email, Language, Priority, ProfileText, TagName,
+    TaskStatus, TaskTitle, Theme, Visibility,
+};
 pub use list::{Cursor, Page, TaskFilter, TaskSort};
 
 use std::fmt;
@@ -57,6 +60,12 @@ pub struct User {
     pub id: UserId,
     pub email: String,
     pub display_name: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub bio: String,
+    pub avatar_url: Option<String>,
+    /// Set by an email verification token, never by the user.
+    pub email_verified: bool,
     pub is_active: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -83,7 +92,82 @@ impl NewUser {
 pub struct UserPatch {
     pub email: Option<Email>,
     pub display_name: Option<DisplayName>,
+    pub first_name: Option<ProfileText>,
+    pub last_name: Option<ProfileText>,
+    pub bio: Option<ProfileText>,
+    /// `Some(None)` removes the avatar.
+    pub avatar_url: Option<Option<AvatarUrl>>,
     pub is_active: Option<bool>,
+}
+
+/// A user's preferences. A user who never set any has [`Preferences::default`], which are the
+/// database's column defaults (a test holds them equal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preferences {
+    pub theme: Theme,
+    pub language: Language,
+    pub notifications: Notifications,
+    pub privacy: Privacy,
+}
+
+/// Which notifications a user wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Notifications {
+    pub email: bool,
+    pub push: bool,
+    pub task_reminders: bool,
+    pub task_assignments: bool,
+    pub task_completions: bool,
+    pub weekly_summary: bool,
+}
+
+/// What a user shows others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Privacy {
+    pub profile_visibility: Visibility,
+    pub show_email: bool,
+    pub show_activity: bool,
+    pub show_tasks: bool,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences {
+            theme: Theme::System,
+            language: Language::default(),
+            notifications: Notifications {
+                email: true,
+                push: false,
+                task_reminders: true,
+                task_assignments: true,
+                task_completions: false,
+                weekly_summary: true,
+            },
+            privacy: Privacy {
+                profile_visibility: Visibility::Private,
+                show_email: false,
+                show_activity: true,
+                show_tasks: false,
+            },
+        }
+    }
+}
+
+/// A partial update of preferences: `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PreferencesPatch {
+    pub theme: Option<Theme>,
+    pub language: Option<Language>,
+    pub email_notifications: Option<bool>,
+    pub push_notifications: Option<bool>,
+    pub task_reminders: Option<bool>,
+    pub task_assignments: Option<bool>,
+    pub task_completions: Option<bool>,
+    pub weekly_summary: Option<bool>,
+    pub profile_visibility: Option<Visibility>,
+    pub show_email: Option<bool>,
+    pub show_activity: Option<bool>,
+    pub show_tasks: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,7 +1,8 @@
 //! What `verify` expects of a migrated database, beside the migrations themselves.
 
 /// Every table holding user data: RLS enabled and forced on each.
-pub const TABLES: &[&str] = &["users", "tasks", "task_trash", "tags", "task_tags", "api_tokens", "security_events"];
+pub const TABLES: &[&str] =
+    &["users", "tasks", "task_trash", "tags", "task_tags", "api_tokens", "security_events", "user_preferences"];
 
 pub const INDEXES: &[&str] = &[
     "users_pkey",
@@ -15,6 +16,7 @@ pub const INDEXES: &[&str] = &[
     "task_trash_pkey",
     "task_trash_user_deleted_idx",
     "task_trash_deleted_idx",
+    "user_preferences_pkey",
     "tags_pkey",
     "tags_user_name_key",
     "tags_user_id_key",
@@ -36,4 +38,8 @@ pub const INDEXES: &[&str] = &[
     "log_at_idx",
 ];
 
-pub const TRIGGERS: &[(&str, &str)] = &[("users", "users_set_updated_at"), ("tasks", "tasks_set_updated_at")];
+pub const TRIGGERS: &[(&str, &str)] = &[
+    ("users", "users_set_updated_at"),
+    ("tasks", "tasks_set_updated_at"),
+    ("user_preferences", "user_preferences_set_updated_at"),
+];

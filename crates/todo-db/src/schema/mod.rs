@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "audit", sql: include_str!("../../migrations/0003_audit.sql") },
     Migration { version: 4, name: "views", sql: include_str!("../../migrations/0004_views.sql") },
     Migration { version: 5, name: "settings", sql: include_str!("../../migrations/0005_settings.sql") },
+    Migration { version: 6, name: "preferences", sql: include_str!("../../migrations/0006_preferences.sql") },
 ];
 
 /// Migrations of unreleased development builds, since folded into 0003 (audit) and 0004 (views):
