@@ -458,3 +458,76 @@ async fn tokens_are_shown_once_stored_as_digests_and_can_be_revoked_expired_and_
     let own = events::list_own(&t.db.user(b), &EventFilter::default()).await.unwrap();
     assert!(own.iter().all(|e| e.user_id == Some(b.0)), "a user reads only their own events");
 }
+
+#[tokio::test]
+async fn a_password_reset_token_works_once_sets_the_password_and_revokes_the_other_tokens() {
+    let t = TestDb::new().await;
+    let u = t.user("reset@example.com").await;
+    let policy = LockoutPolicy::default();
+    security::set_password(&t.db.user(u), "old password 1", &client()).await.unwrap();
+    let api = tokens::issue(&t.db.user(u), "cli", Duration::from_secs(3600), &client()).await.unwrap();
+    let single = tokens::SingleUse::PasswordReset;
+    let reset = tokens::issue_single_use(&t.db, u, single, single.default_ttl(), &client()).await.unwrap();
+    // Not an API credential.
+    let r = tokens::authenticate(&t.db, reset.token.expose(), &client()).await;
+    assert!(matches!(r, Err(Error::Unauthorized)));
+    let who = tokens::reset_password(&t.db, reset.token.expose(), "new password 2", &client()).await.unwrap();
+    assert_eq!(who, u);
+    assert_eq!(security::login(&t.db, "reset@example.com", "new password 2", &client(), &policy).await.unwrap(), u);
+    let old = security::login(&t.db, "reset@example.com", "old password 1", &client(), &policy).await;
+    assert!(matches!(old, Err(Error::InvalidCredentials)));
+    // The other tokens were revoked; the reset token is spent.
+    let r = tokens::authenticate(&t.db, api.token.expose(), &client()).await;
+    assert!(matches!(r, Err(Error::Unauthorized)));
+    let again = tokens::reset_password(&t.db, reset.token.expose(), "third password 3", &client()).await;
+    assert!(matches!(again, Err(Error::Unauthorized)));
+    assert!(security::login(&t.db, "reset@example.com", "new password 2", &client(), &policy).await.is_ok());
+    // A reset is a password change in the security log; the failed reuse a rejected token.
+    let ev = events::list(&t.db, &EventFilter { user: Some(u.0), ..Default::default() }).await.unwrap();
+    let changed = ev.iter().filter(|e| e.kind == "password_changed").count();
+    assert_eq!(changed, 2, "set_password and the reset");
+    // Nothing in the log holds the token.
+    let log: String =
+        t.db.admin()
+            .query("select coalesce(string_agg(details::text, ' '), '') from security_events", &[])
+            .await
+            .unwrap()[0]
+            .get(0);
+    assert!(!log.contains(reset.token.expose().as_str()));
+}
+
+#[tokio::test]
+async fn single_use_tokens_expire_are_revocable_and_serve_only_their_purpose() {
+    let t = TestDb::new().await;
+    let u = t.user("verify@example.com").await;
+    let verification = tokens::SingleUse::EmailVerification;
+    let v = tokens::issue_single_use(&t.db, u, verification, verification.default_ttl(), &client()).await.unwrap();
+    // A verification token cannot reset a password.
+    let r = tokens::reset_password(&t.db, v.token.expose(), "new password 2", &client()).await;
+    assert!(matches!(r, Err(Error::Unauthorized)));
+    assert!(!t.db.user(u).profile().get().await.unwrap().email_verified);
+    assert_eq!(tokens::verify_email(&t.db, v.token.expose(), &client()).await.unwrap(), u);
+    assert!(t.db.user(u).profile().get().await.unwrap().email_verified);
+    assert!(matches!(tokens::verify_email(&t.db, v.token.expose(), &client()).await, Err(Error::Unauthorized)));
+    // Expired: refused.
+    let late = tokens::issue_single_use(&t.db, u, verification, verification.default_ttl(), &client()).await.unwrap();
+    t.db.admin()
+        .query(
+            "update api_tokens set created_at = now() - interval '2 days', expires_at = now() - interval '1 day' where id = $1",
+            &[&late.id],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(tokens::verify_email(&t.db, late.token.expose(), &client()).await, Err(Error::Unauthorized)));
+    // Revoked by its user: refused.
+    let reset = tokens::SingleUse::PasswordReset;
+    let r = tokens::issue_single_use(&t.db, u, reset, reset.default_ttl(), &client()).await.unwrap();
+    tokens::revoke(&t.db.user(u), r.id, &client()).await.unwrap();
+    let used = tokens::reset_password(&t.db, r.token.expose(), "new password 2", &client()).await;
+    assert!(matches!(used, Err(Error::Unauthorized)));
+    // Bad input names its field; an inactive or unknown user gets none.
+    let long = tokens::issue_single_use(&t.db, u, reset, Duration::from_secs(8 * 86400), &client()).await;
+    assert!(matches!(long, Err(Error::Validation { field: "expires_in", .. })));
+    let nobody = tokens::issue_single_use(&t.db, UserId::new(), reset, reset.default_ttl(), &client()).await;
+    assert!(matches!(nobody, Err(Error::NotFound { .. })));
+}

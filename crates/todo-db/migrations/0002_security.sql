@@ -4,6 +4,8 @@
 alter table users add column locked_until timestamptz;
 
 -- API tokens. Only a SHA-256 digest of the token is stored; the token is shown once, at issue.
+-- The purposes password_reset and email_verification are single-use tokens: consumed once
+-- (consumed_at), never accepted as API credentials.
 create table api_tokens (
     id            uuid primary key,
     user_id       uuid not null references users (id) on delete cascade,
@@ -13,6 +15,7 @@ create table api_tokens (
     expires_at    timestamptz not null,
     revoked_at    timestamptz,
     last_used_at  timestamptz,
+    consumed_at   timestamptz,
     constraint api_tokens_purpose_length check (char_length(purpose) between 1 and 100 and purpose = btrim(purpose)),
     constraint api_tokens_hash_length check (octet_length(token_hash) = 32),
     constraint api_tokens_expiry_after_creation check (expires_at > created_at)
@@ -34,7 +37,7 @@ create table security_events (
     constraint security_events_kind_known check (kind in (
         'login_success', 'login_failure', 'login_refused_locked', 'lockout',
         'token_issued', 'token_used', 'token_revoked', 'token_rejected',
-        'password_changed', 'access_denied')),
+        'password_changed', 'email_verified', 'access_denied')),
     constraint security_events_user_agent_length check (char_length(user_agent) <= 512)
 );
 create index security_events_user_idx on security_events (user_id, at);
@@ -54,7 +57,7 @@ grant update (email, display_name, first_name, last_name, bio, avatar_url, is_ac
 
 -- Tokens: a user lists, issues and revokes their own. Events: a user reads their own and the app
 -- may record events about the current user; nobody but the owner changes or deletes them.
-grant select (id, user_id, purpose, created_at, expires_at, revoked_at, last_used_at) on api_tokens to todo_app;
+grant select (id, user_id, purpose, created_at, expires_at, revoked_at, last_used_at, consumed_at) on api_tokens to todo_app;
 grant insert, delete on api_tokens to todo_app;
 grant update (revoked_at) on api_tokens to todo_app;
 grant select, insert on security_events to todo_app;

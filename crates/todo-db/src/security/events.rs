@@ -20,11 +20,12 @@ pub enum EventKind {
     TokenRevoked,
     TokenRejected,
     PasswordChanged,
+    EmailVerified,
     AccessDenied,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
         EventKind::LoginRefusedLocked,
@@ -34,6 +35,7 @@ impl EventKind {
         EventKind::TokenRevoked,
         EventKind::TokenRejected,
         EventKind::PasswordChanged,
+        EventKind::EmailVerified,
         EventKind::AccessDenied,
     ];
 
@@ -48,6 +50,7 @@ impl EventKind {
             EventKind::TokenRevoked => "token_revoked",
             EventKind::TokenRejected => "token_rejected",
             EventKind::PasswordChanged => "password_changed",
+            EventKind::EmailVerified => "email_verified",
             EventKind::AccessDenied => "access_denied",
         }
     }

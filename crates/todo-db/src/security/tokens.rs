@@ -109,12 +109,13 @@ pub async fn authenticate(db: &Db, token: &str, client: &ClientInfo) -> Result<U
             "with used as ( \
                  update api_tokens t set last_used_at = now() from users u \
                  where t.token_hash = $1 and t.revoked_at is null and t.expires_at > now() \
+                   and t.consumed_at is null and t.purpose <> all($5) \
                    and u.id = t.user_id and u.is_active \
                  returning t.id, t.user_id, t.token_hash), \
              ev as (insert into security_events (id, user_id, kind, client_addr, user_agent, details) \
                     select $2, user_id, 'token_used', $3, $4, jsonb_build_object('token_id', id) from used) \
              select id, user_id, token_hash from used",
-            &[&wanted, &Uuid::now_v7(), &client.addr, &client.user_agent()],
+            &[&wanted, &Uuid::now_v7(), &client.addr, &client.user_agent(), &SingleUse::PURPOSES.to_vec()],
         )
         .await?;
     match row {
@@ -145,6 +146,158 @@ pub async fn list(scope: &UserScope) -> Result<Vec<TokenInfo>> {
             last_used_at: r.get(5),
         })
         .collect())
+}
+
+/// What a single-use token is for: it is consumed by the one operation it allows, expires, can be
+/// revoked, and is never accepted as an API credential ([`authenticate`] refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleUse {
+    /// Sets a new password ([`reset_password`]), and revokes the user's other tokens.
+    PasswordReset,
+    /// Marks the user's email verified ([`verify_email`]).
+    EmailVerification,
+}
+
+impl SingleUse {
+    /// Their purposes in `api_tokens`.
+    pub const PURPOSES: [&'static str; 2] = ["password_reset", "email_verification"];
+
+    pub fn purpose(self) -> &'static str {
+        match self {
+            SingleUse::PasswordReset => Self::PURPOSES[0],
+            SingleUse::EmailVerification => Self::PURPOSES[1],
+        }
+    }
+
+    /// How long one is valid by default: an hour for a reset, a day for a verification.
+    pub fn default_ttl(self) -> Duration {
+        match self {
+            SingleUse::PasswordReset => Duration::from_secs(3600),
+            SingleUse::EmailVerification => Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// Issues a single-use token of `kind` for `user` (owner work: the user is not signed in when
+/// they ask for a reset), valid for `ttl` (at most 7 days). Send it to the user's address; it is
+/// the only copy.
+pub async fn issue_single_use(
+    db: &Db,
+    user: UserId,
+    kind: SingleUse,
+    ttl: Duration,
+    client: &ClientInfo,
+) -> Result<IssuedToken> {
+    if ttl.is_zero() || ttl > Duration::from_secs(7 * 86400) {
+        return Err(Error::validation("expires_in", "must be between 1 second and 7 days for a single-use token"));
+    }
+    let token = generate();
+    let id = Uuid::now_v7();
+    let details = serde_json::json!({"token_id": id, "purpose": kind.purpose()});
+    let rows = db
+        .admin()
+        .query(
+            "with t as (insert into api_tokens (id, user_id, purpose, token_hash, expires_at) \
+                 select $1, u.id, $3, $4, now() + make_interval(secs => $5) from users u where u.id = $2 and u.is_active \
+                 returning user_id, expires_at), \
+             ev as (insert into security_events (id, user_id, kind, client_addr, user_agent, details) \
+                 select $6, user_id, 'token_issued', $7, $8, $9 from t) \
+             select expires_at from t",
+            &[
+                &id,
+                &user.0,
+                &kind.purpose(),
+                &digest(&token),
+                &ttl.as_secs_f64(),
+                &Uuid::now_v7(),
+                &client.addr,
+                &client.user_agent(),
+                &details,
+            ],
+        )
+        .await?;
+    let row = rows.first().ok_or(Error::NotFound { entity: "active user" })?;
+    Ok(IssuedToken { id, token: Secret::new(token), expires_at: row.get(0) })
+}
+
+/// The statement that consumes a live single-use token of purpose `$2` with digest `$1` (of an
+/// active user), as a `with` clause named `consumed` with columns `id`, `user_id`.
+const CONSUME: &str = "consumed as (update api_tokens t set consumed_at = now(), last_used_at = now() from users u \
+     where t.token_hash = $1 and t.purpose = $2 and t.consumed_at is null and t.revoked_at is null \
+       and t.expires_at > now() and u.id = t.user_id and u.is_active returning t.id, t.user_id)";
+
+/// Sets a new password with a password-reset token, consuming it, and revokes every other token
+/// of the user (a reset means the old credentials may be known to someone else), in one
+/// transaction. `Unauthorized` for a token that is unknown, used, expired, revoked or of another
+/// purpose; nothing changes then.
+pub async fn reset_password(db: &Db, token: &str, new_password: &str, client: &ClientInfo) -> Result<UserId> {
+    let hash = super::password::hash_async(super::password::Password::parse(new_password)?).await?;
+    let sql = format!(
+        "with {CONSUME}, \
+         pw as (update users u set password_hash = $3, locked_until = null from consumed c where u.id = c.user_id \
+                returning u.id), \
+         others as (update api_tokens t set revoked_at = now() from consumed c \
+                    where t.user_id = c.user_id and t.id <> c.id and t.revoked_at is null and t.consumed_at is null \
+                    returning t.id), \
+         ev as (insert into security_events (id, user_id, kind, client_addr, user_agent, details) \
+                select $4, c.user_id, 'password_changed', $5, $6, \
+                       jsonb_build_object('via', 'password_reset', 'token_id', c.id, 'revoked', (select count(*) from others)) \
+                from consumed c) \
+         select user_id from consumed"
+    );
+    consume(
+        db,
+        &sql,
+        token,
+        SingleUse::PasswordReset,
+        &[&hash, &Uuid::now_v7(), &client.addr, &client.user_agent()],
+        client,
+    )
+    .await
+}
+
+/// Marks the user's email verified with an email-verification token, consuming it.
+pub async fn verify_email(db: &Db, token: &str, client: &ClientInfo) -> Result<UserId> {
+    let sql = format!(
+        "with {CONSUME}, \
+         v as (update users u set email_verified = true from consumed c where u.id = c.user_id returning u.id), \
+         ev as (insert into security_events (id, user_id, kind, client_addr, user_agent, details) \
+                select $3, c.user_id, 'email_verified', $4, $5, jsonb_build_object('token_id', c.id) from consumed c) \
+         select user_id from consumed"
+    );
+    consume(
+        db,
+        &sql,
+        token,
+        SingleUse::EmailVerification,
+        &[&Uuid::now_v7(), &client.addr, &client.user_agent()],
+        client,
+    )
+    .await
+}
+
+/// Runs a consuming statement (`$1` the digest, `$2` the purpose, then `rest`); a token that
+/// consumed nothing is recorded as rejected and is `Unauthorized`.
+async fn consume(
+    db: &Db,
+    sql: &str,
+    token: &str,
+    kind: SingleUse,
+    rest: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    client: &ClientInfo,
+) -> Result<UserId> {
+    let wanted = digest(token.trim());
+    let purpose = kind.purpose();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&wanted, &purpose];
+    params.extend_from_slice(rest);
+    match db.admin().query_opt(sql, &params).await? {
+        Some(r) => Ok(UserId(r.get(0))),
+        None => {
+            let details = serde_json::json!({"purpose": purpose});
+            events::record_admin(db, None, EventKind::TokenRejected, client, details).await?;
+            Err(Error::Unauthorized)
+        }
+    }
 }
 
 /// Revokes one of the scope's tokens.
