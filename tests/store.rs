@@ -472,3 +472,65 @@ async fn preferences_default_until_set_are_typed_and_each_users_own() {
     let err = me.query("update user_preferences set language = 'English'", &[]).await.unwrap_err();
     assert!(matches!(err, Error::Validation { field: "language", .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_batch_applies_one_operation_to_many_tasks_in_one_round_trip_and_reports_each_id() {
+    use todo_db::store::{BatchOp, BatchOutcome};
+    let t = TestDb::new().await;
+    let (alice, bob) = (t.user("alice@example.com").await, t.user("bob@example.com").await);
+    let scope = t.db.user(alice);
+    let tasks = scope.tasks();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(tasks.create(&NewTask::new(&format!("t{i}")).unwrap()).await.unwrap().id);
+    }
+    let theirs = t.db.user(bob).tasks().create(&NewTask::new("bob's").unwrap()).await.unwrap().id;
+    let unknown = TaskId::new();
+    tasks.complete(ids[0]).await.unwrap();
+    let outcomes = |r: Vec<todo_db::store::BatchResult>| r.into_iter().map(|r| r.outcome).collect::<Vec<_>>();
+    let list = [ids[0], ids[1], theirs, unknown, ids[2]];
+    let r = tasks.batch(&list, &BatchOp::Complete).await.unwrap();
+    assert_eq!(r.iter().map(|r| r.id).collect::<Vec<_>>(), list, "in the order given");
+    use BatchOutcome::*;
+    assert_eq!(outcomes(r), [Unchanged, Updated, NotFound, NotFound, Updated]);
+    assert!(!t.db.user(bob).tasks().get(theirs).await.unwrap().completed, "another user's task is untouched");
+    let all = tasks.list(&TaskFilter::default()).await.unwrap().items;
+    assert!(all.iter().all(|t| t.completed && t.status == TaskStatus::Done));
+    let r = tasks.batch(&ids, &BatchOp::SetStatus(TaskStatus::Review)).await.unwrap();
+    assert_eq!(outcomes(r), [Updated, Updated, Updated]);
+    assert!(tasks
+        .list(&TaskFilter::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|t| !t.completed && t.status == TaskStatus::Review));
+    let r = tasks.batch(&ids[..2], &BatchOp::SetPriority(Priority::Urgent)).await.unwrap();
+    assert_eq!(outcomes(r), [Updated, Updated]);
+    let r = tasks.batch(&ids[..2], &BatchOp::SetPriority(Priority::Urgent)).await.unwrap();
+    assert_eq!(outcomes(r), [Unchanged, Unchanged]);
+    let r = tasks.batch(&[ids[0], ids[1], theirs], &BatchOp::AddTag(tag("Q4"))).await.unwrap();
+    assert_eq!(outcomes(r), [Updated, Updated, NotFound]);
+    assert_eq!(tasks.get(ids[1]).await.unwrap().tags, vec!["Q4"]);
+    let r = tasks.batch(&[ids[0], ids[2]], &BatchOp::RemoveTag(tag("q4"))).await.unwrap();
+    assert_eq!(outcomes(r), [Updated, Unchanged]);
+    // Trash and restore, tags kept; a live task that took a trashed one's id is refused.
+    let r = tasks.batch(&ids, &BatchOp::Trash).await.unwrap();
+    assert_eq!(outcomes(r), [Updated, Updated, Updated]);
+    assert!(tasks.list(&TaskFilter::default()).await.unwrap().items.is_empty());
+    let mut squatter = NewTask::new("squatter").unwrap();
+    squatter.id = ids[2];
+    tasks.create(&squatter).await.unwrap();
+    let r = tasks.batch(&[ids[1], ids[2], unknown], &BatchOp::Restore).await.unwrap();
+    let got = outcomes(r);
+    assert_eq!(got[0], Updated);
+    assert!(matches!(&got[1], Refused { reason } if reason.contains("live task")), "{got:?}");
+    assert_eq!(got[2], NotFound);
+    assert_eq!(tasks.get(ids[1]).await.unwrap().tags, vec!["Q4"]);
+    assert_eq!(tasks.trash(50).await.unwrap().len(), 2, "the refused and the untouched stay in the trash");
+    // Bad input names the field and writes nothing.
+    assert!(matches!(tasks.batch(&[], &BatchOp::Complete).await, Err(Error::Validation { field: "ids", .. })));
+    let twice = tasks.batch(&[ids[1], ids[1]], &BatchOp::Reopen).await;
+    assert!(matches!(twice, Err(Error::Validation { field: "ids", .. })));
+    assert_eq!(tasks.get(ids[1]).await.unwrap().status, TaskStatus::Review);
+}

@@ -2,10 +2,12 @@
 //! (RLS as that user) except account creation and cross-user listing, which need
 //! [`Admin`](crate::db::Admin).
 
+pub mod batch;
 pub mod tags;
 pub mod tasks;
 pub mod users;
 
+pub use batch::{BatchOp, BatchOutcome, BatchResult};
 pub use tags::Tags;
 pub use tasks::Tasks;
 pub use users::{AdminUsers, Profile};
