@@ -534,3 +534,46 @@ async fn a_batch_applies_one_operation_to_many_tasks_in_one_round_trip_and_repor
     assert!(matches!(twice, Err(Error::Validation { field: "ids", .. })));
     assert_eq!(tasks.get(ids[1]).await.unwrap().status, TaskStatus::Review);
 }
+
+#[tokio::test]
+async fn statistics_count_tasks_by_priority_and_status_and_tags_by_use_with_autocomplete() {
+    let t = TestDb::new().await;
+    let (alice, bob) = (t.user("alice@example.com").await, t.user("bob@example.com").await);
+    let scope = t.db.user(alice);
+    let tasks = scope.tasks();
+    let past = OffsetDateTime::now_utc() - Duration::days(1);
+    let a = tasks.create(&NewTask::new("a").unwrap().priority(Priority::Urgent).due_at(past)).await.unwrap();
+    let b =
+        tasks.create(&NewTask::new("b").unwrap().priority(Priority::Urgent).status(TaskStatus::Done)).await.unwrap();
+    let c = tasks.create(&NewTask::new("c").unwrap().status(TaskStatus::Blocked)).await.unwrap();
+    let d = tasks.create(&NewTask::new("d").unwrap()).await.unwrap();
+    tasks.delete(d.id).await.unwrap();
+    t.db.user(bob).tasks().create(&NewTask::new("bob's").unwrap().priority(Priority::Low)).await.unwrap();
+    let s = tasks.statistics().await.unwrap();
+    assert_eq!((s.total, s.completed, s.pending, s.overdue, s.trashed), (3, 1, 2, 1, 1));
+    assert_eq!(s.by_priority[&Priority::Urgent], 2);
+    assert_eq!(s.by_priority[&Priority::Medium], 1);
+    assert_eq!(s.by_priority[&Priority::Low], 0, "another user's task is not counted; zeros are listed");
+    assert_eq!(s.by_priority.len(), 4);
+    assert_eq!(
+        (s.by_status[&TaskStatus::Done], s.by_status[&TaskStatus::Blocked], s.by_status[&TaskStatus::Todo]),
+        (1, 1, 1)
+    );
+    assert_eq!(s.by_status.len(), 5);
+    // Tags: tasks per tag, most used first; autocomplete by prefix, ignoring case.
+    tasks.tag(a.id, &[tag("Work"), tag("worm_farm")]).await.unwrap();
+    tasks.tag(b.id, &[tag("work")]).await.unwrap();
+    tasks.tag(c.id, &[tag("Home"), tag("work")]).await.unwrap();
+    t.db.user(bob).tags().create(&tag("Workshop"), None).await.unwrap();
+    let stats = scope.tags().statistics().await.unwrap();
+    let names: Vec<(String, i64)> = stats.iter().map(|u| (u.tag.name.clone(), u.tasks)).collect();
+    assert_eq!(names, [("Work".to_string(), 3), ("Home".to_string(), 1), ("worm_farm".to_string(), 1)]);
+    let wo: Vec<String> = scope.tags().autocomplete("WO", 10).await.unwrap().into_iter().map(|u| u.tag.name).collect();
+    assert_eq!(wo, ["Work", "worm_farm"], "bob's Workshop is not offered");
+    let literal: Vec<String> =
+        scope.tags().autocomplete("worm_", 10).await.unwrap().into_iter().map(|u| u.tag.name).collect();
+    assert_eq!(literal, ["worm_farm"]);
+    assert!(scope.tags().autocomplete("w%", 10).await.unwrap().is_empty(), "% is literal");
+    assert_eq!(scope.tags().autocomplete("w", 1).await.unwrap().len(), 1);
+    assert!(matches!(scope.tags().autocomplete("w", 0).await, Err(Error::Validation { field: "limit", .. })));
+}

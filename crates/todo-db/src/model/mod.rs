@@ -268,6 +268,25 @@ impl TaskPatch {
     }
 }
 
+/// A user's task counts ([`Tasks::statistics`](crate::store::Tasks::statistics)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskStatistics {
+    pub total: i64,
+    pub completed: i64,
+    pub pending: i64,
+    pub overdue: i64,
+    pub trashed: i64,
+    pub by_priority: std::collections::BTreeMap<Priority, i64>,
+    pub by_status: std::collections::BTreeMap<TaskStatus, i64>,
+}
+
+/// A tag with the number of the user's live tasks that carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TagUsage {
+    pub tag: Tag,
+    pub tasks: i64,
+}
+
 /// A task in the trash: as it was when deleted, with the ids of its tags then.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TrashedTask {

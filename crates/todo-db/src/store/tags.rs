@@ -3,8 +3,9 @@
 use tokio_postgres::Row;
 
 use crate::db::UserScope;
+use crate::error::Error;
 use crate::error::Result;
-use crate::model::{Color, Tag, TagId, TagName};
+use crate::model::{Color, Tag, TagId, TagName, TagUsage};
 
 const COLUMNS: &str = "id, name, color, created_at";
 
@@ -44,6 +45,34 @@ impl Tags<'_> {
     pub async fn delete(&self, id: TagId) -> Result<()> {
         self.scope.query_found("tag", "delete from tags where id = $1 returning id", &[&id.0]).await?;
         Ok(())
+    }
+
+    /// Every tag of this user with the number of live tasks carrying it, most used first (then by
+    /// name).
+    pub async fn statistics(&self) -> Result<Vec<TagUsage>> {
+        self.usage("", 10_000).await
+    }
+
+    /// The user's tags whose name starts with `prefix` (ignoring case; `%` and `_` are literal),
+    /// most used first, at most `limit` (1..=100): for completing a tag as it is typed.
+    pub async fn autocomplete(&self, prefix: &str, limit: u32) -> Result<Vec<TagUsage>> {
+        if !(1..=100).contains(&limit) {
+            return Err(Error::validation("limit", "must be between 1 and 100"));
+        }
+        if prefix.chars().count() > 50 {
+            return Err(Error::validation("prefix", "is longer than a tag name (50 characters)"));
+        }
+        self.usage(prefix.trim(), i64::from(limit)).await
+    }
+
+    async fn usage(&self, prefix: &str, limit: i64) -> Result<Vec<TagUsage>> {
+        let sql = format!(
+            "select {COLUMNS}, (select count(*) from task_tags tt where tt.user_id = g.user_id and tt.tag_id = g.id) as n \
+             from tags g where lower(g.name) like lower($1) order by n desc, lower(g.name) limit $2"
+        );
+        let pattern = format!("{}%", super::tasks::like_literal(prefix));
+        let rows = self.scope.query(&sql, &[&pattern, &limit]).await?;
+        Ok(rows.iter().map(|r| TagUsage { tag: tag_from_row(r), tasks: r.get("n") }).collect())
     }
 
     /// All of this user's tags, by name.

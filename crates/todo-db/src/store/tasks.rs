@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::db::{Admin, Stmt, UserScope};
 use crate::error::{Error, Result};
 use crate::model::{
-    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, TaskStatus,
-    TrashedTask, UserId,
+    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, TaskStatistics,
+    TaskStatus, TrashedTask, UserId,
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
@@ -203,17 +203,20 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).expect("timestamps from PostgreSQL format as RFC 3339")
 }
 
-/// `%`, `_` and `\` in a search are literal characters, not LIKE patterns.
+/// A LIKE pattern matching `search` anywhere.
 fn like_pattern(search: &str) -> String {
-    let mut p = String::with_capacity(search.len() + 2);
-    p.push('%');
-    for c in search.chars() {
+    format!("%{}%", like_literal(search))
+}
+
+/// `text` as a LIKE pattern of itself: `%`, `_` and `\` are literal characters.
+pub(crate) fn like_literal(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
         p.push(c);
     }
-    p.push('%');
     p
 }
 
@@ -371,6 +374,36 @@ impl Tasks<'_> {
             .query_found("task in the trash", "delete from task_trash where id = $1 returning id", &[&id.0])
             .await?;
         Ok(())
+    }
+
+    /// The user's task counts: total (live), completed, pending, overdue (open, due before now),
+    /// in the trash, and per priority and per status (every value, zeros included). One statement.
+    pub async fn statistics(&self) -> Result<TaskStatistics> {
+        const SQL: &str = "select count(*), count(*) filter (where completed), count(*) filter (where not completed), \
+             count(*) filter (where not completed and due_at < now()), (select count(*) from task_trash), \
+             (select coalesce(jsonb_object_agg(p, (select count(*) from tasks x where x.priority = p)), '{}') \
+              from unnest(enum_range(null::task_priority)) p), \
+             (select coalesce(jsonb_object_agg(s, (select count(*) from tasks x where x.status = s)), '{}') \
+              from unnest(enum_range(null::task_status)) s) \
+             from tasks";
+        let r = self.scope.query_found("user", SQL, &[]).await?;
+        let counts = |v: serde_json::Value| -> std::collections::BTreeMap<String, i64> {
+            serde_json::from_value(v).unwrap_or_default()
+        };
+        let by_priority = counts(r.get(5));
+        let by_status = counts(r.get(6));
+        Ok(TaskStatistics {
+            total: r.get(0),
+            completed: r.get(1),
+            pending: r.get(2),
+            overdue: r.get(3),
+            trashed: r.get(4),
+            by_priority: Priority::ALL
+                .iter()
+                .map(|p| (*p, by_priority.get(p.as_str()).copied().unwrap_or(0)))
+                .collect(),
+            by_status: TaskStatus::ALL.iter().map(|s| (*s, by_status.get(s.as_str()).copied().unwrap_or(0))).collect(),
+        })
     }
 
     /// The trash, most recently deleted first: at most `limit` (1..=500) tasks.
