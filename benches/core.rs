@@ -318,8 +318,8 @@ async fn run_raw(db: &Db, ids: &[uuid::Uuid], clients: u64, seconds: u64, create
             let user = ids[rand::thread_rng().gen_range(0..ids.len())];
             let (id, none) = (uuid::Uuid::now_v7(), None::<time::OffsetDateTime>);
             let (limit, open) = (21i64, false);
-            let create_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                [&id, &user, &"benchmark task", &"", &"medium", &none];
+            let create_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&id, &user, &"benchmark task", &"", &"medium", &none, &"todo"];
             let list_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &open, &limit];
             let statement = match (create, side) {
                 (true, _) => Stmt::new(CREATE, &create_params),

@@ -444,3 +444,74 @@ async fn tamper(t: &TestDb, sql: &str, victim: i64) {
     tx.batch_execute("alter table audit.log enable trigger user").await.unwrap();
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tasks_history_and_a_users_activity_read_in_the_apps_change_types() {
+    use serde_json::json;
+    use todo_db::audit::history::{self, ChangeType::*};
+    let t = TestDb::new().await;
+    let (u, other) = (t.user("hist@example.com").await, t.user("other@example.com").await);
+    let s = t.db.user(u);
+    let task = s.tasks().create(&NewTask::new("draft").unwrap()).await.unwrap();
+    let patch = TaskPatch {
+        title: Some(TaskTitle::parse("final").unwrap()),
+        priority: Some(Priority::High),
+        due_at: Some(Some(time::OffsetDateTime::now_utc())),
+        ..Default::default()
+    };
+    s.tasks().update(task.id, &patch).await.unwrap();
+    s.tasks().update(task.id, &TaskPatch { status: Some(TaskStatus::InProgress), ..Default::default() }).await.unwrap();
+    s.tasks().complete(task.id).await.unwrap();
+    s.tasks().reopen(task.id).await.unwrap();
+    s.tasks().tag(task.id, &[TagName::parse("Home").unwrap()]).await.unwrap();
+    s.tasks().untag(task.id, &TagName::parse("home").unwrap()).await.unwrap();
+    s.tasks().tag(task.id, &[TagName::parse("Home").unwrap()]).await.unwrap();
+    s.tasks().delete(task.id).await.unwrap();
+    s.tasks().restore(task.id).await.unwrap();
+    let h = history::task_history(&s, task.id, 100).await.unwrap();
+    // Newest first; the changes of one write in a fixed order (completion, priority, status, due
+    // date, then title and description).
+    let kinds: Vec<_> = h.iter().map(|c| c.change_type).collect();
+    assert_eq!(
+        kinds,
+        [
+            TaskRestored,
+            TaskDeleted,
+            TagAdded,
+            TagRemoved,
+            TagAdded,
+            TaskUncompleted,
+            TaskStatusChanged,
+            TaskCompleted,
+            TaskStatusChanged,
+            TaskStatusChanged,
+            TaskPriorityChanged,
+            TaskDueDateChanged,
+            TaskUpdated,
+            TaskCreated,
+        ]
+    );
+    let edit = h.iter().find(|c| c.change_type == TaskUpdated).unwrap();
+    assert_eq!(edit.old_value.as_ref().unwrap()["title"], "draft");
+    assert_eq!(edit.new_value.as_ref().unwrap()["title"], "final");
+    let pri = h.iter().find(|c| c.change_type == TaskPriorityChanged).unwrap();
+    assert_eq!((pri.old_value.clone().unwrap(), pri.new_value.clone().unwrap()), (json!("medium"), json!("high")));
+    let added = h.iter().find(|c| c.change_type == TagAdded).unwrap();
+    assert_eq!(added.new_value.as_ref().unwrap()["name"], "Home");
+    // Purged: a deletion for good.
+    s.tasks().delete(task.id).await.unwrap();
+    s.tasks().purge(task.id).await.unwrap();
+    let h = history::task_history(&s, task.id, 100).await.unwrap();
+    assert_eq!(h[0].change_type, TaskDeleted);
+    assert_eq!(h[0].new_value, Some(json!({"purged": true})));
+    // A user's activity and its statistics; another user sees none of it.
+    let activity = history::user_activity(&s, 1000).await.unwrap();
+    assert_eq!(activity.len(), h.len());
+    let stats = history::statistics(&s).await.unwrap();
+    assert_eq!(stats[&TaskStatusChanged], 3);
+    assert_eq!(stats[&TaskDeleted], 3, "trashed twice, then purged");
+    assert_eq!(stats[&TagAdded], 2);
+    let theirs = t.db.user(other);
+    assert!(history::task_history(&theirs, task.id, 100).await.unwrap().is_empty());
+    assert!(history::statistics(&theirs).await.unwrap().is_empty());
+}

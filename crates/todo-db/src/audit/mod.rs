@@ -4,6 +4,7 @@
 //! function writes every INSERT, UPDATE and DELETE of users, tasks, tags and task_tags to
 //! `audit.log` in the same transaction, with secrets replaced by `"[secret]"`.
 
+pub mod history;
 mod seal;
 mod travel;
 

@@ -7,11 +7,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Admin, Stmt, UserScope};
+use crate::db::{Stmt, UserScope};
 use crate::error::{Error, Result};
 use crate::model::{
-    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, TaskStatistics,
-    TaskStatus, TrashedTask, UserId,
+    Cursor, NewTask, Page, Priority, TagId, TagName, Task, TaskFilter, TaskId, TaskPatch, TaskSort, TaskStatus, UserId,
 };
 
 /// The columns every task query returns, in the order [`task_from_row`] reads them; the tag
@@ -328,99 +327,6 @@ impl Tasks<'_> {
         Ok(rows[0].get::<_, i64>(0) as u64)
     }
 
-    /// Moves the task to the trash, with the ids of its tags: it leaves every listing, count and
-    /// view, and [`restore`](Self::restore) brings it back.
-    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
-    pub async fn delete(&self, id: TaskId) -> Result<()> {
-        // One statement, one snapshot: the tag ids are read before the delete cascades to them.
-        const SQL: &str = "with gone as (delete from tasks where id = $1 returning *) \
-             insert into task_trash (id, user_id, title, description, priority, status, completed, completed_at, \
-                                     due_at, created_at, updated_at, tag_ids) \
-             select g.id, g.user_id, g.title, g.description, g.priority, g.status, g.completed, g.completed_at, \
-                    g.due_at, g.created_at, g.updated_at, \
-                    array(select tt.tag_id from task_tags tt where tt.user_id = g.user_id and tt.task_id = g.id) \
-             from gone g returning id";
-        self.scope.query_found("task", SQL, &[&id.0]).await?;
-        Ok(())
-    }
-
-    /// Brings a task back from the trash, with those of its tags that still exist.
-    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
-    pub async fn restore(&self, id: TaskId) -> Result<Task> {
-        const SQL: &str = concat!(
-            "with back as (delete from task_trash where id = $1 returning *), ",
-            "t as (insert into tasks (id, user_id, title, description, priority, status, completed, completed_at, ",
-            "due_at, created_at) select id, user_id, title, description, priority, status, completed, completed_at, ",
-            "due_at, created_at from back returning *), ",
-            "kept as (select g.id, g.name from back b join tags g on g.user_id = b.user_id and g.id = any(b.tag_ids)), ",
-            "attached as (insert into task_tags (user_id, task_id, tag_id) select t.user_id, t.id, k.id from t, kept k) ",
-            "select ",
-            task_fields!("t"),
-            "array(select name from kept) from t"
-        );
-        let row = self.scope.query_found("task in the trash", SQL, &[&id.0]).await.map_err(|e| match e {
-            Error::Conflict { field: "task id", .. } => {
-                Error::validation("task", "a task with this id exists again: it cannot come back from the trash")
-            }
-            other => other,
-        })?;
-        task_from_row(&row)
-    }
-
-    /// Removes a task in the trash for good.
-    #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
-    pub async fn purge(&self, id: TaskId) -> Result<()> {
-        self.scope
-            .query_found("task in the trash", "delete from task_trash where id = $1 returning id", &[&id.0])
-            .await?;
-        Ok(())
-    }
-
-    /// The user's task counts: total (live), completed, pending, overdue (open, due before now),
-    /// in the trash, and per priority and per status (every value, zeros included). One statement.
-    pub async fn statistics(&self) -> Result<TaskStatistics> {
-        const SQL: &str = "select count(*), count(*) filter (where completed), count(*) filter (where not completed), \
-             count(*) filter (where not completed and due_at < now()), (select count(*) from task_trash), \
-             (select coalesce(jsonb_object_agg(p, (select count(*) from tasks x where x.priority = p)), '{}') \
-              from unnest(enum_range(null::task_priority)) p), \
-             (select coalesce(jsonb_object_agg(s, (select count(*) from tasks x where x.status = s)), '{}') \
-              from unnest(enum_range(null::task_status)) s) \
-             from tasks";
-        let r = self.scope.query_found("user", SQL, &[]).await?;
-        let counts = |v: serde_json::Value| -> std::collections::BTreeMap<String, i64> {
-            serde_json::from_value(v).unwrap_or_default()
-        };
-        let by_priority = counts(r.get(5));
-        let by_status = counts(r.get(6));
-        Ok(TaskStatistics {
-            total: r.get(0),
-            completed: r.get(1),
-            pending: r.get(2),
-            overdue: r.get(3),
-            trashed: r.get(4),
-            by_priority: Priority::ALL
-                .iter()
-                .map(|p| (*p, by_priority.get(p.as_str()).copied().unwrap_or(0)))
-                .collect(),
-            by_status: TaskStatus::ALL.iter().map(|s| (*s, by_status.get(s.as_str()).copied().unwrap_or(0))).collect(),
-        })
-    }
-
-    /// The trash, most recently deleted first: at most `limit` (1..=500) tasks.
-    pub async fn trash(&self, limit: u32) -> Result<Vec<TrashedTask>> {
-        if !(1..=500).contains(&limit) {
-            return Err(Error::validation("limit", "must be between 1 and 500"));
-        }
-        const SQL: &str = concat!(
-            "select ",
-            task_fields!("x"),
-            "array(select g.name from tags g where g.user_id = x.user_id and g.id = any(x.tag_ids)), x.deleted_at ",
-            "from task_trash x order by x.deleted_at desc, x.id desc limit $1"
-        );
-        let rows = self.scope.query(SQL, &[&i64::from(limit)]).await?;
-        rows.iter().map(|r| Ok(TrashedTask { task: task_from_row(r)?, deleted_at: r.get(12) })).collect()
-    }
-
     /// One page of tasks matching `filter`, in its sort order.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id()), err)]
     pub async fn list(&self, filter: &TaskFilter) -> Result<Page<Task>> {
@@ -531,18 +437,10 @@ fn cursor_for(sort: TaskSort, t: &Task) -> Cursor {
     Cursor { sort, key, id: t.id.0 }
 }
 
-/// Removes, across users, the tasks that have been in the trash longer than `older_than` (with
-/// `dry_run`, only counts them); returns how many. Owner work: `todo-db purge-trash`.
-pub async fn purge_trash(admin: &Admin, older_than: std::time::Duration, dry_run: bool) -> Result<u64> {
-    let secs = older_than.as_secs_f64();
-    let sql = if dry_run {
-        "select count(*) from task_trash where deleted_at < now() - make_interval(secs => $1)"
-    } else {
-        "with gone as (delete from task_trash where deleted_at < now() - make_interval(secs => $1) returning 1) \
-         select count(*) from gone"
-    };
-    Ok(admin.query(sql, &[&secs]).await?[0].get::<_, i64>(0) as u64)
-}
+mod stats;
+mod trash;
+
+pub use trash::purge_trash;
 
 #[cfg(test)]
 mod tests {

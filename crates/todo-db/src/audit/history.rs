@@ -1,0 +1,180 @@
+//! History in the app's words: the audit entries of tasks, their trash and their tags, read as
+//! change types (task_created, task_completed, tag_added, ...) with old and new values.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{log_own, Entry, LogFilter};
+use crate::db::UserScope;
+use crate::error::{Error, Result};
+use crate::model::TaskId;
+
+/// What a change did to a task, as the app names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeType {
+    TaskCreated,
+    TaskUpdated,
+    TaskCompleted,
+    TaskUncompleted,
+    TaskPriorityChanged,
+    TaskStatusChanged,
+    TaskDueDateChanged,
+    TaskDeleted,
+    TaskRestored,
+    TagAdded,
+    TagRemoved,
+}
+
+/// One change to one task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// The audit entry it comes from.
+    pub entry_id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub task_id: Uuid,
+    pub change_type: ChangeType,
+    pub old_value: Option<Value>,
+    pub new_value: Option<Value>,
+    pub actor: String,
+}
+
+/// A task's changes, newest first, at most `limit` (1..=1000) entries read.
+pub async fn task_history(scope: &UserScope, task: TaskId, limit: i64) -> Result<Vec<Change>> {
+    let entries = log_own(scope, &LogFilter { record: Some(task.0), limit: Some(limit), ..Default::default() }).await?;
+    named(scope, changes(&entries.items)).await
+}
+
+/// Everything the scope's user did to tasks, newest first, from at most `limit` (1..=1000)
+/// entries.
+pub async fn user_activity(scope: &UserScope, limit: i64) -> Result<Vec<Change>> {
+    let entries = log_own(scope, &LogFilter { limit: Some(limit), ..Default::default() }).await?;
+    named(scope, changes(&entries.items)).await
+}
+
+/// Counts of the scope's user's changes by type (over their whole readable log).
+pub async fn statistics(scope: &UserScope) -> Result<BTreeMap<ChangeType, u64>> {
+    let mut out = BTreeMap::new();
+    let mut before = None;
+    loop {
+        let page = log_own(scope, &LogFilter { before, limit: Some(1000), ..Default::default() }).await?;
+        for c in changes(&page.items) {
+            *out.entry(c.change_type).or_insert(0) += 1;
+        }
+        match page.next.as_deref().map(str::parse::<i64>) {
+            Some(Ok(next)) => before = Some(next),
+            Some(Err(_)) => return Err(Error::Internal("audit log page cursor".into())),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The changes that `entries` (newest first, as the log lists them) record, newest first. A
+/// move to the trash (the task's DELETE, its tag links' cascaded DELETEs and the trash INSERT of
+/// one transaction) is one `task_deleted`; a return from it one `task_restored`; a purge a
+/// `task_deleted` whose new value is `{"purged": true}`. An update yields one change per thing
+/// it changed (completion, priority, status, due date, and title or description together).
+pub fn changes(entries: &[Entry]) -> Vec<Change> {
+    let trashed: HashSet<i64> =
+        entries.iter().filter(|e| e.table == "task_trash" && e.op == "INSERT").map(|e| e.txid).collect();
+    let restored: HashSet<i64> = entries
+        .iter()
+        .filter(|e| e.table == "task_trash" && e.op == "DELETE" && e.new.is_none())
+        .map(|e| e.txid)
+        .collect();
+    let revived: HashSet<i64> =
+        entries.iter().filter(|e| e.table == "tasks" && e.op == "INSERT").map(|e| e.txid).collect();
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(task_id) = e.record_id else { continue };
+        let change = |change_type, old_value, new_value| Change {
+            entry_id: e.id,
+            at: e.at,
+            task_id,
+            change_type,
+            old_value,
+            new_value,
+            actor: e.actor.clone(),
+        };
+        let moving = trashed.contains(&e.txid) || (restored.contains(&e.txid) && revived.contains(&e.txid));
+        match (e.table.as_str(), e.op.as_str()) {
+            ("tasks", "INSERT") if restored.contains(&e.txid) => {
+                out.push(change(ChangeType::TaskRestored, None, e.new.clone()))
+            }
+            ("tasks", "INSERT") => out.push(change(ChangeType::TaskCreated, None, e.new.clone())),
+            ("tasks", "DELETE") if trashed.contains(&e.txid) => {}
+            ("tasks", "DELETE") => out.push(change(ChangeType::TaskDeleted, e.old.clone(), None)),
+            ("tasks", "UPDATE") => updates(e, &mut |t, o, n| out.push(change(t, o, n))),
+            ("task_trash", "INSERT") => out.push(change(ChangeType::TaskDeleted, e.new.clone(), None)),
+            ("task_trash", "DELETE") if revived.contains(&e.txid) => {}
+            ("task_trash", "DELETE") => {
+                out.push(change(ChangeType::TaskDeleted, e.old.clone(), Some(json!({"purged": true}))))
+            }
+            ("task_tags", _) if moving => {}
+            ("task_tags", "INSERT") => out.push(change(ChangeType::TagAdded, None, tag_of(&e.new))),
+            ("task_tags", "DELETE") => out.push(change(ChangeType::TagRemoved, tag_of(&e.old), None)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The changes of one task UPDATE, by the columns it changed.
+fn updates(e: &Entry, push: &mut dyn FnMut(ChangeType, Option<Value>, Option<Value>)) {
+    let changed = e.changed.as_deref().unwrap_or_default();
+    let has = |c: &str| changed.iter().any(|x| x == c);
+    let field = |img: &Option<Value>, c: &str| img.as_ref().map(|v| v[c].clone());
+    if has("completed") {
+        let done = e.new.as_ref().is_some_and(|v| v["completed"] == true);
+        let kind = if done { ChangeType::TaskCompleted } else { ChangeType::TaskUncompleted };
+        push(kind, field(&e.old, "completed"), field(&e.new, "completed"));
+    }
+    for (col, kind) in [
+        ("priority", ChangeType::TaskPriorityChanged),
+        ("status", ChangeType::TaskStatusChanged),
+        ("due_at", ChangeType::TaskDueDateChanged),
+    ] {
+        if has(col) {
+            push(kind, field(&e.old, col), field(&e.new, col));
+        }
+    }
+    let edited: Vec<&str> = ["title", "description"].into_iter().filter(|c| has(c)).collect();
+    if !edited.is_empty() {
+        let pick = |img: &Option<Value>| {
+            img.as_ref().map(|v| Value::Object(edited.iter().map(|c| (c.to_string(), v[*c].clone())).collect()))
+        };
+        push(ChangeType::TaskUpdated, pick(&e.old), pick(&e.new));
+    }
+}
+
+fn tag_of(image: &Option<Value>) -> Option<Value> {
+    image.as_ref().map(|v| json!({"tag_id": v["tag_id"]}))
+}
+
+/// Adds the tag's current name to tag changes (a tag deleted since has none).
+async fn named(scope: &UserScope, mut changes: Vec<Change>) -> Result<Vec<Change>> {
+    let ids: Vec<Uuid> = changes
+        .iter()
+        .filter_map(|c| c.new_value.as_ref().or(c.old_value.as_ref()))
+        .filter_map(|v| v.get("tag_id").and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(changes);
+    }
+    let rows = scope.query("select id, name from tags where id = any($1)", &[&ids]).await?;
+    let names: BTreeMap<Uuid, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for c in &mut changes {
+        for v in [c.old_value.as_mut(), c.new_value.as_mut()].into_iter().flatten() {
+            let id = v.get("tag_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+            if let (Some(id), Some(obj)) = (id, v.as_object_mut()) {
+                obj.insert("name".into(), names.get(&id).map_or(Value::Null, |n| Value::String(n.clone())));
+            }
+        }
+    }
+    Ok(changes)
+}
