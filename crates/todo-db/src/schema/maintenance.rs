@@ -19,7 +19,7 @@ pub async fn drop_all(client: &ClientWrapper) -> Result<()> {
             )
             .await;
         match r {
-            Err(e) if attempt < 5 && e.to_string().contains("concurrently") => {
+            Err(e) if attempt < 5 && super::shared_catalog_race(&e) => {
                 let _ = client.batch_execute("rollback").await;
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;

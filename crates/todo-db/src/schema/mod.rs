@@ -111,7 +111,13 @@ pub async fn migrate(client: &mut ClientWrapper) -> Result<Vec<Applied>> {
 pub async fn migrate_to(client: &mut ClientWrapper, upto: Option<i32>) -> Result<Vec<Applied>> {
     let target = client.target().to_string();
     let pg = |e| Error::from_pg(e, &target);
-    client.batch_execute(roles::BOOTSTRAP).await.map_err(pg)?;
+    let mut races = 0;
+    loop {
+        match client.batch_execute(roles::BOOTSTRAP).await {
+            Err(e) if races < RACE_ATTEMPTS && shared_catalog_race(&e) => races = pause(races).await,
+            other => break other.map_err(pg)?,
+        }
+    }
     let mut applied = Vec::new();
     loop {
         let tx = client.transaction().await.map_err(pg)?;
@@ -128,17 +134,49 @@ pub async fn migrate_to(client: &mut ClientWrapper, upto: Option<i32>) -> Result
             tx.commit().await.map_err(pg)?;
             return Ok(applied);
         };
-        // The whole file as one simple query, inside this transaction.
-        tx.batch_execute(m.sql).await.map_err(|e| migration_failed(m, &e))?;
-        tx.execute(
-            "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
-            &[&m.version, &m.name, &m.checksum()],
-        )
-        .await
-        .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
-        applied.push(Applied { version: m.version, name: m.name.to_string() });
+        // The whole file as one simple query, inside this transaction; `in_file` tells the
+        // file's own failure from the ledger's and the commit's.
+        let done = match tx.batch_execute(m.sql).await {
+            Err(e) => Err((true, e)),
+            Ok(()) => {
+                let ledger = tx
+                    .execute(
+                        "insert into todo_db_migrations (version, name, checksum) values ($1, $2, $3)",
+                        &[&m.version, &m.name, &m.checksum()],
+                    )
+                    .await;
+                match ledger {
+                    Ok(_) => tx.commit().await.map_err(|e| (false, e)),
+                    Err(e) => Err((false, e)),
+                }
+            }
+        };
+        match done {
+            Ok(()) => applied.push(Applied { version: m.version, name: m.name.to_string() }),
+            // The transaction was rolled back whole: run the file again.
+            Err((_, e)) if races < RACE_ATTEMPTS && shared_catalog_race(&e) => races = pause(races).await,
+            Err((true, e)) => return Err(migration_failed(m, &e)),
+            Err((false, e)) => return Err(pg(e)),
+        }
     }
+}
+
+/// How often a migration step runs at most when it keeps losing races on shared catalogs.
+const RACE_ATTEMPTS: u32 = 5;
+
+/// Whether `e` is PostgreSQL losing a race on a shared catalog row (roles, memberships, database
+/// privileges: "tuple concurrently updated/deleted") with another database's DDL in the same
+/// cluster. The statement did nothing; running it again is safe.
+pub(super) fn shared_catalog_race(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::INTERNAL_ERROR && d.message().contains("concurrently")
+    })
+}
+
+/// A short pause, longer each time, before another attempt; returns the attempts so far.
+async fn pause(races: u32) -> u32 {
+    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(races + 1))).await;
+    races + 1
 }
 
 /// Refuses a ledger with a modified, unknown or folded migration.
