@@ -225,10 +225,12 @@ async fn list_once(
     rows.pop().expect("the list's rows")
 }
 
-/// A task's fields, as owned values.
+/// A task's fields, as owned values (id, user, title, description, priority, status, completed,
+/// completed at, due, created, updated, tags), in the library's column order.
 type Fields = (
     uuid::Uuid,
     uuid::Uuid,
+    String,
     String,
     String,
     String,
@@ -255,6 +257,7 @@ fn decode(rows: &[Row]) -> Vec<Fields> {
                 r.get(8),
                 r.get(9),
                 r.get(10),
+                r.get(11),
             )
         })
         .collect()

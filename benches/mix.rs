@@ -467,7 +467,7 @@ fn scripts(db: &Db, users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
         ),
         format!("{by_user}{create}"),
         format!(
-            "{by_task}update tasks t set completed = true, completed_at = coalesce(t.completed_at, now()) \
+            "{by_task}update tasks t set completed = true, completed_at = coalesce(t.completed_at, now()), status = 'done' \
              from bench_tasks b where b.n = :m and t.id = b.task_id and t.user_id = b.user_id;\n"
         ),
         format!("{by_task}{attach}"),

@@ -20,12 +20,8 @@ use todo_db_ops::seed::{self, SeedSpec};
 
 use support::*;
 
-const TABLES: [(&str, &str); 4] = [
-    ("users", "id, email, display_name, is_active, created_at, updated_at"),
-    ("tags", "id, user_id, name, color, created_at"),
-    ("tasks", "id, user_id, title, description, priority, completed, completed_at, due_at, created_at, updated_at"),
-    ("task_tags", "user_id, task_id, tag_id"),
-];
+/// The seed's tables and columns, from the library.
+const TABLES: [(&str, &str); 4] = todo_db_ops::seed::TABLES;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
