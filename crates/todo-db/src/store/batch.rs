@@ -59,7 +59,13 @@ const OUTCOMES: &str = "select i.id, case when c.id is not null then 'updated' w
      from ids i left join changed c on c.id = i.id left join refused r on r.id = i.id \
      left join present p on p.id = i.id order by i.ord";
 
-const NO_REFUSALS: &str = "refused (id, reason) as (select null::uuid, null::text where false)";
+/// The `refused` clause of an operation that refuses nothing.
+macro_rules! no_refusals {
+    () => {
+        "refused (id, reason) as (select null::uuid, null::text where false)"
+    };
+}
+const NO_REFUSALS: &str = no_refusals!();
 
 impl Tasks<'_> {
     /// Applies `op` to each of `ids` (1 to [`MAX_BATCH`], each once) and reports each outcome, in
@@ -133,15 +139,17 @@ fn update(set: &str, needed: &str) -> String {
 }
 
 /// Each live task of the batch into the trash, with its tag ids (as `Tasks::delete`).
-const TRASH: &str = "present as (select t.id from tasks t join ids on ids.id = t.id), \
+const TRASH: &str = concat!(
+    "present as (select t.id from tasks t join ids on ids.id = t.id), \
      gone as (delete from tasks t using ids where t.id = ids.id returning t.*), \
      changed as (insert into task_trash (id, user_id, title, description, priority, status, completed, completed_at, \
                                          due_at, created_at, updated_at, tag_ids) \
          select g.id, g.user_id, g.title, g.description, g.priority, g.status, g.completed, g.completed_at, g.due_at, \
                 g.created_at, g.updated_at, \
                 array(select tt.tag_id from task_tags tt where tt.user_id = g.user_id and tt.task_id = g.id) \
-         from gone g returning id), \
-     refused (id, reason) as (select null::uuid, null::text where false)";
+         from gone g returning id), ",
+    no_refusals!()
+);
 
 /// Each trashed task of the batch back, with its tags that still exist (as `Tasks::restore`);
 /// refused when a live task has taken its id.
@@ -158,17 +166,21 @@ const RESTORE: &str = "present as (select x.id from task_trash x join ids on ids
          select b.user_id, b.id, g.id from back b join tags g on g.user_id = b.user_id and g.id = any(b.tag_ids))";
 
 /// The tag `$2` (created for user `$3` with id `$4` when missing) on each live task of the batch.
-const ADD_TAG: &str = "present as (select t.id from tasks t join ids on ids.id = t.id), \
+const ADD_TAG: &str = concat!(
+    "present as (select t.id from tasks t join ids on ids.id = t.id), \
      created as (insert into tags (id, user_id, name) select $4, $3, $2 where exists (select 1 from present) \
                  on conflict (user_id, lower(name)) do nothing returning id), \
      chosen as (select id from created union all select g.id from tags g where g.user_id = $3 and lower(g.name) = lower($2)), \
      changed as (insert into task_tags (user_id, task_id, tag_id) select $3, p.id, c.id from present p, chosen c \
-                 on conflict do nothing returning task_id as id), \
-     refused (id, reason) as (select null::uuid, null::text where false)";
+                 on conflict do nothing returning task_id as id), ",
+    no_refusals!()
+);
 
 /// The tag named `$2` off each task of the batch that carries it.
-const REMOVE_TAG: &str = "present as (select t.id from tasks t join ids on ids.id = t.id), \
+const REMOVE_TAG: &str = concat!(
+    "present as (select t.id from tasks t join ids on ids.id = t.id), \
      changed as (delete from task_tags tt using tags g, ids \
                  where tt.task_id = ids.id and g.user_id = tt.user_id and g.id = tt.tag_id and lower(g.name) = lower($2) \
-                 returning tt.task_id as id), \
-     refused (id, reason) as (select null::uuid, null::text where false)";
+                 returning tt.task_id as id), ",
+    no_refusals!()
+);

@@ -6,22 +6,19 @@ use crate::error::{Error, Result};
 use crate::model::{Task, TaskId, TrashedTask};
 
 use super::{task_from_row, Tasks};
+use crate::store::batch::{BatchOp, BatchOutcome};
 
 impl Tasks<'_> {
     /// Moves the task to the trash, with the ids of its tags: it leaves every listing, count and
     /// view, and [`restore`](Self::restore) brings it back.
     #[tracing::instrument(skip_all, fields(user = %self.scope.user_id(), task = %id), err)]
     pub async fn delete(&self, id: TaskId) -> Result<()> {
-        // One statement, one snapshot: the tag ids are read before the delete cascades to them.
-        const SQL: &str = "with gone as (delete from tasks where id = $1 returning *) \
-             insert into task_trash (id, user_id, title, description, priority, status, completed, completed_at, \
-                                     due_at, created_at, updated_at, tag_ids) \
-             select g.id, g.user_id, g.title, g.description, g.priority, g.status, g.completed, g.completed_at, \
-                    g.due_at, g.created_at, g.updated_at, \
-                    array(select tt.tag_id from task_tags tt where tt.user_id = g.user_id and tt.task_id = g.id) \
-             from gone g returning id";
-        self.scope.query_found("task", SQL, &[&id.0]).await?;
-        Ok(())
+        // The batch's statement, for one id: one statement, one snapshot (the tag ids are read
+        // before the delete cascades to them).
+        match self.batch(&[id], &BatchOp::Trash).await?.pop().map(|r| r.outcome) {
+            Some(BatchOutcome::Updated) => Ok(()),
+            _ => Err(Error::NotFound { entity: "task" }),
+        }
     }
 
     /// Brings a task back from the trash, with those of its tags that still exist.
