@@ -273,6 +273,7 @@ async fn view_latencies(db: &Db, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
     }
     view_latency!(TaskSummary);
     view_latency!(PriorityCounts);
+    view_latency!(PriorityTask);
     view_latency!(OverdueTask);
     view_latency!(CompletedTask);
     view_latency!(Productivity);

@@ -514,4 +514,30 @@ async fn a_tasks_history_and_a_users_activity_read_in_the_apps_change_types() {
     let theirs = t.db.user(other);
     assert!(history::task_history(&theirs, task.id, 100).await.unwrap().is_empty());
     assert!(history::statistics(&theirs).await.unwrap().is_empty());
+
+    // The original's activity reports, typed: per change type over a window, and per task.
+    let second = s.tasks().create(&NewTask::new("second").unwrap()).await.unwrap();
+    s.tasks().complete(second.id).await.unwrap();
+    let recent = history::recent_user_activity(&s, 30).await.unwrap();
+    let count = |k| recent.iter().find(|a| a.change_type == k).map(|a| a.change_count);
+    assert_eq!((count(TaskStatusChanged), count(TaskDeleted), count(TaskCreated)), (Some(4), Some(3), Some(2)));
+    assert!(recent.windows(2).all(|w| w[0].change_count >= w[1].change_count), "most frequent first");
+    assert!(recent.iter().all(|a| a.user_id == u.0 && a.email == "hist@example.com"));
+    assert_eq!(recent.iter().map(|a| a.change_count).sum::<u64>(), stats.values().sum::<u64>() + 3);
+    assert!(matches!(
+        history::recent_user_activity(&s, 0).await,
+        Err(todo_db::Error::Validation { field: "days", .. })
+    ));
+    let summary = history::task_change_summary(&s, 10).await.unwrap();
+    assert_eq!(summary.iter().map(|t| t.task_id).collect::<Vec<_>>(), vec![second.id.0, task.id.0], "latest first");
+    assert_eq!(summary[0].title.as_deref(), Some("second"));
+    assert_eq!(summary[0].change_types, [TaskCreated, TaskCompleted, TaskStatusChanged]);
+    assert_eq!(summary[0].total_changes, 3);
+    assert_eq!(summary[1].title, None, "purged: no title left");
+    assert_eq!(summary[1].total_changes, h.len() as u64);
+    assert_eq!(summary[1].change_types[0], TaskCreated);
+    assert!(summary[1].first_change < summary[1].last_change);
+    assert_eq!(history::task_change_summary(&s, 1).await.unwrap().len(), 1);
+    assert!(history::task_change_summary(&theirs, 10).await.unwrap().is_empty());
+    assert!(history::recent_user_activity(&theirs, 30).await.unwrap().is_empty());
 }

@@ -104,8 +104,11 @@ async fn diff_names_each_kind_of_change_and_finds_identical_branches_identical()
              drop index tasks_user_due_idx; \
              alter table tags disable row level security; \
              create or replace view overdue_tasks with (security_invoker = true) as \
-               select t.id as task_id, t.user_id, t.title, t.priority, t.due_at, now() - t.due_at as overdue_by \
-               from tasks t where not t.completed and t.due_at < now() - interval '1 hour'",
+               select t.id, t.user_id, t.title, t.description, t.priority, t.status, t.due_at as due_date, \
+               t.completed, t.created_at, t.updated_at, u.email as user_email, u.first_name as user_first_name, \
+               u.last_name as user_last_name, extract(day from now() - t.due_at)::int as days_overdue, \
+               now() - t.due_at as overdue_by \
+               from tasks t join users u on u.id = t.user_id where not t.completed and t.due_at < now() - interval '1 hour'",
         )
         .await
         .unwrap();

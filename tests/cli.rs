@@ -237,8 +237,23 @@ async fn views_are_listed_and_shown_as_json_and_a_wrong_name_is_a_clear_error() 
         .clone();
     let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
-    assert_eq!(rows[0]["total"], 1);
+    assert_eq!(rows[0]["total_tasks"], 1);
     assert_eq!(rows[0]["user_id"], u.to_string());
+    // An activity report reads one user's history: --user is required.
+    let out = todo_db(&t.url)
+        .args(["views", "show", "task_change_summary", "--user", &u.to_string(), "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!((rows[0]["title"].as_str(), rows[0]["total_changes"].as_u64()), (Some("one"), Some(1)));
+    todo_db(&t.url)
+        .args(["views", "show", "recent_user_activity"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--user"));
     todo_db(&t.url)
         .args(["views", "show", "no_such_view"])
         .assert()

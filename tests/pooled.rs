@@ -73,7 +73,7 @@ async fn every_kind_of_operation(mode: StatementMode) {
             assert_eq!(open.items.len(), 5);
             assert!(open.items.iter().all(|t| t.user_id == u && t.tags == ["pooled"]));
             let summary = views::read::<TaskSummary>(&me, &ReportOptions::default()).await.unwrap();
-            assert_eq!((summary[0].total, summary[0].completed), (10, 5));
+            assert_eq!((summary[0].total_tasks, summary[0].completed_tasks), (10, 5));
         }
     });
     futures_util::future::join_all(work).await;

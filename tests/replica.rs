@@ -42,7 +42,7 @@ async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replic
         let rows = views::read_all::<TaskSummary>(&db, &ReportOptions { user: Some(u.0), ..Default::default() })
             .await
             .unwrap();
-        if rows.first().is_some_and(|r| r.total == 1) {
+        if rows.first().is_some_and(|r| r.total_tasks == 1) {
             break;
         }
         assert!(Instant::now() < deadline, "the replica never caught up");
@@ -55,7 +55,7 @@ async fn reporting_reads_use_the_replica_own_reads_the_primary_and_a_lost_replic
     replica.stop().unwrap();
     let rows =
         views::read_all::<TaskSummary>(&db, &ReportOptions { user: Some(u.0), ..Default::default() }).await.unwrap();
-    assert_eq!(rows[0].total, 1, "reports fall back to the primary");
+    assert_eq!(rows[0].total_tasks, 1, "reports fall back to the primary");
     let on: bool = db.reporting().query("select pg_is_in_recovery()", &[]).await.unwrap()[0].get(0);
     assert!(!on, "while the replica is down, the primary answers");
     let report = health::run(&db, None, &Thresholds::default(), &["replica_lag".into()]).await.unwrap();

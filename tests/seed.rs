@@ -117,7 +117,24 @@ async fn seeded_data_is_realistic_valid_and_unaudited() {
 #[tokio::test]
 async fn loading_a_seed_twice_is_refused_and_changes_nothing() {
     let t = TestDb::new().await;
+    // Every secondary index and foreign key of the seeded tables: name -> oid.
+    let keys = async |t: &TestDb| -> Vec<(String, u32)> {
+        let sql = "select c.relname::text, c.oid from pg_index i join pg_class c on c.oid = i.indexrelid \
+                   where i.indrelid in ('users'::regclass, 'tags'::regclass, 'tasks'::regclass, 'task_tags'::regclass) \
+                   union all select conname::text, oid from pg_constraint where contype = 'f' \
+                   and conrelid in ('tasks'::regclass, 'tags'::regclass, 'task_tags'::regclass) order by 1";
+        t.db.admin().query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let empty = keys(&t).await;
     seed::load(&t.db, &spec(5), Arc::default()).await.unwrap();
+    // Into empty tables the bulk path: the same indexes and keys, built anew after the rows.
+    let bulk = keys(&t).await;
+    let names = |k: &[(String, u32)]| k.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&bulk), names(&empty));
+    let rebuilt = bulk.iter().zip(&empty).filter(|(a, b)| a.1 != b.1).count();
+    let primary = bulk.iter().filter(|k| k.0.ends_with("_pkey")).count();
+    assert_eq!(rebuilt, bulk.len() - primary, "every secondary index and key rebuilt, the primary keys kept");
+    assert!(todo_db_ops::verify::verify(&t.db).await.unwrap().ok, "verify passes after a bulk seed");
     let before = checksums(&t).await;
     let err = seed::load(&t.db, &spec(5), Arc::default()).await.unwrap_err();
     assert!(err.to_string().contains("seed 5 is already loaded"), "{err}");
@@ -125,6 +142,7 @@ async fn loading_a_seed_twice_is_refused_and_changes_nothing() {
     // Another seed fits beside it.
     seed::load(&t.db, &spec(6), Arc::default()).await.unwrap();
     assert_eq!(count(&t, "select count(*) from users").await, 80);
+    assert_eq!(keys(&t).await, bulk, "into tables with rows, the indexes take each row: none rebuilt");
 }
 
 #[tokio::test]

@@ -328,7 +328,7 @@ async fn deleted_tasks_wait_in_the_trash_until_restored_or_purged_and_only_their
     let listed: Vec<_> = tasks.list(&TaskFilter::default()).await.unwrap().items.into_iter().map(|t| t.id).collect();
     assert_eq!(listed, vec![kept.id]);
     let summary = todo_db::views::read::<todo_db::views::TaskSummary>(&scope, &Default::default()).await.unwrap();
-    assert_eq!(summary[0].total, 1, "the summary counts live tasks only");
+    assert_eq!(summary[0].total_tasks, 1, "the summary counts live tasks only");
     // ...and in the trash, whole, with its tags; nobody else sees it or can bring it back.
     let trash = tasks.trash(50).await.unwrap();
     assert_eq!(trash.len(), 1);

@@ -4,7 +4,7 @@ use todo_db_testkit::harness as common;
 
 use common::TestDb;
 use todo_db::db::Stmt;
-use todo_db::model::{Priority, UserId};
+use todo_db::model::{Priority, TaskStatus, UserId};
 use todo_db::views::{self, *};
 use todo_db::Error;
 use uuid::Uuid;
@@ -85,14 +85,19 @@ async fn summary_counts_overdue_due_today_and_completion_rate() {
     let mine = views::read::<TaskSummary>(&t.db.user(a), &opts()).await.unwrap();
     assert_eq!(mine.len(), 1);
     let s = &mine[0];
-    assert_eq!((s.total, s.completed, s.pending, s.overdue, s.due_today), (4, 2, 2, 1, 1));
+    assert_eq!((s.total_tasks, s.completed_tasks, s.pending_tasks, s.overdue_tasks, s.due_today), (4, 2, 2, 1, 1));
+    // Open urgent and high only: the urgent task is done, the high one is open.
+    assert_eq!((s.urgent_tasks, s.high_priority_tasks), (0, 1));
+    assert_eq!(s.email, "sum@example.com");
+    assert!(s.last_task_created.is_some() && s.last_task_completed.is_some());
+    assert!(s.last_task_completed <= s.last_activity);
     assert_eq!(s.completion_rate, Some(0.5));
     assert!(s.last_activity.is_some());
 
     let none = views::read::<TaskSummary>(&t.db.user(empty), &opts()).await.unwrap();
     assert_eq!(
-        (none[0].total, none[0].completion_rate, none[0].last_activity),
-        (0, None, None),
+        (none[0].total_tasks, none[0].completion_rate, none[0].last_activity, none[0].last_task_created),
+        (0, None, None, None),
         "no tasks: no rate, no activity"
     );
 
@@ -105,7 +110,7 @@ async fn summary_counts_overdue_due_today_and_completion_rate() {
                     "insert into tasks (id, user_id, title, due_at) values ($1, $2, 'due exactly now', now())",
                     &[&id, &empty.0],
                 ),
-                Stmt::new("select overdue, due_today from user_task_summary where user_id = $1", &[&empty.0]),
+                Stmt::new("select overdue_tasks, due_today from user_task_summary where user_id = $1", &[&empty.0]),
             ])
             .await
             .unwrap();
@@ -180,6 +185,26 @@ async fn by_priority_lists_all_four_priorities_with_counts() {
 }
 
 #[tokio::test]
+async fn tasks_by_priority_lists_open_tasks_in_urgency_order() {
+    let t = TestDb::new().await;
+    let a = t.user("order@example.com").await;
+    let undated = task(&t, a, "urgent, undated", "urgent", "now() - interval '1 hour'", None, None).await;
+    let dated = task(&t, a, "urgent, due", "urgent", "now()", None, Some("now() + interval '2 days'")).await;
+    let high = task(&t, a, "high", "high", "now()", None, Some("now() + interval '1 hour'")).await;
+    let old_low = task(&t, a, "low, older", "low", "now() - interval '2 days'", None, None).await;
+    let new_low = task(&t, a, "low, newer", "low", "now() - interval '1 day'", None, None).await;
+    task(&t, a, "urgent, done", "urgent", "now()", Some("now()"), None).await;
+    let rows = views::read::<PriorityTask>(&t.db.user(a), &opts()).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.task.id).collect::<Vec<_>>(),
+        vec![dated, undated, high, new_low, old_low],
+        "urgent first, dated before undated, then newest first; done tasks left out"
+    );
+    assert_eq!(rows.iter().map(|r| r.priority_order).collect::<Vec<_>>(), vec![1, 1, 2, 4, 4]);
+    assert_eq!((rows[0].owner.user_email.as_str(), rows[0].task.status), ("order@example.com", TaskStatus::Todo));
+}
+
+#[tokio::test]
 async fn overdue_is_most_overdue_first_and_recently_completed_honours_its_window() {
     let t = TestDb::new().await;
     let a = t.user("late@example.com").await;
@@ -202,19 +227,29 @@ async fn overdue_is_most_overdue_first_and_recently_completed_honours_its_window
     task(&t, a, "done long ago", "low", "now() - interval '30 days'", Some("now() - interval '10 days'"), None).await;
 
     let overdue = views::read::<OverdueTask>(&t.db.user(a), &opts()).await.unwrap();
-    assert_eq!(overdue.iter().map(|o| o.task_id).collect::<Vec<_>>(), vec![week, hour]);
+    assert_eq!(overdue.iter().map(|o| o.task.id).collect::<Vec<_>>(), vec![week, hour]);
     assert!((overdue[0].overdue_seconds - 7.0 * 86400.0).abs() < 120.0);
+    assert_eq!(overdue.iter().map(|o| o.days_overdue).collect::<Vec<_>>(), vec![7, 0], "whole days");
+    assert_eq!(overdue[0].owner.user_email, "late@example.com");
 
+    // The original's window: 30 days.
     let recent = views::read::<CompletedTask>(&t.db.user(a), &opts()).await.unwrap();
-    assert_eq!(recent.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["done, was due"]);
-    let fortnight =
-        views::read::<CompletedTask>(&t.db.user(a), &ReportOptions { recent_days: Some(14), ..opts() }).await.unwrap();
-    assert_eq!(fortnight.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["done, was due", "done long ago"]);
+    assert_eq!(
+        recent.iter().map(|r| r.task.title.as_str()).collect::<Vec<_>>(),
+        vec!["done, was due", "done long ago"]
+    );
+    assert_eq!(recent.iter().map(|r| r.days_to_complete).collect::<Vec<_>>(), vec![28, 20]);
+    let week =
+        views::read::<CompletedTask>(&t.db.user(a), &ReportOptions { recent_days: Some(7), ..opts() }).await.unwrap();
+    assert_eq!(week.iter().map(|r| r.task.title.as_str()).collect::<Vec<_>>(), vec!["done, was due"]);
     // The settings ride on the identity statement, after the request context when there is one.
     let traced = t.db.user(a).with_context("req-7", "support ticket");
     let window = ReportOptions { recent_days: Some(14), time_zone: Some("Europe/Paris".into()), ..opts() };
     let with_context = views::read::<CompletedTask>(&traced, &window).await.unwrap();
-    assert_eq!(with_context.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), ["done, was due", "done long ago"]);
+    assert_eq!(
+        with_context.iter().map(|r| r.task.title.as_str()).collect::<Vec<_>>(),
+        ["done, was due", "done long ago"]
+    );
     let bad = views::read::<CompletedTask>(&t.db.user(a), &ReportOptions { recent_days: Some(0), ..opts() }).await;
     assert!(matches!(bad, Err(Error::Validation { field: "recent_days", .. })));
     let tz =
@@ -265,6 +300,13 @@ async fn productivity_counts_windows_average_on_time_share_and_streaks() {
     assert_eq!(pa.created_last_7_days, 5);
     assert_eq!(pa.on_time_rate, Some(0.5), "one of two completed tasks with a due time was on time");
     assert!((pa.avg_completion_seconds.unwrap() - 3600.0).abs() < 1.0, "{:?}", pa.avg_completion_seconds);
+    assert_eq!(pa.avg_days_to_complete, Some(0.04), "an hour, in days to two decimals");
+    assert_eq!(pa.total_completed, 5);
+    assert_eq!((pa.completed_before_due, pa.completed_after_due), (1, 1));
+    // Creation days: each completion's hour before it (days 1, 2, 3 and 5 back), the open task
+    // (day 1 back) and the one done 20 days ago.
+    assert_eq!(pa.active_days, 5);
+    assert_eq!(pa.email, "streak@example.com");
     let pb = &views::read::<Productivity>(&t.db.user(b), &opts()).await.unwrap()[0];
     assert_eq!(pb.current_streak_days, 1, "a streak broken by one day");
     assert_eq!(pb.on_time_rate, None);
@@ -290,12 +332,13 @@ async fn tasks_with_tags_includes_untagged_tasks_and_never_mixes_users_tags() {
 
     let rows = views::read::<TaskWithTags>(&sa, &opts()).await.unwrap();
     assert_eq!(rows.len(), 2);
-    let with = rows.iter().find(|r| r.task_id == tagged.id.0).unwrap();
-    assert_eq!(with.tag_names, vec!["Alpha".to_string(), "work".to_string()]);
+    let with = rows.iter().find(|r| r.task.id == tagged.id.0).unwrap();
+    assert_eq!(with.tags, vec!["Alpha".to_string(), "work".to_string()]);
+    assert_eq!(with.tag_count, 2);
     let a_tags: Vec<Uuid> = sa.tags().list().await.unwrap().iter().map(|g| g.id.0).collect();
     assert!(with.tag_ids.iter().all(|id| a_tags.contains(id)), "only A's own 'work' tag");
-    let without = rows.iter().find(|r| r.task_id == plain.id.0).unwrap();
-    assert!(without.tag_names.is_empty() && without.tag_ids.is_empty());
+    let without = rows.iter().find(|r| r.task.id == plain.id.0).unwrap();
+    assert!(without.tags.is_empty() && without.tag_ids.is_empty() && without.tag_count == 0);
 }
 
 #[tokio::test]
@@ -309,6 +352,7 @@ async fn user_b_sees_none_of_user_as_rows_through_any_view() {
     assert!(views::read::<TaskSummary>(&sb, &o).await.unwrap().iter().all(|r| r.user_id == b.0));
     assert!(views::read::<PriorityCounts>(&sb, &o).await.unwrap().iter().all(|r| r.user_id == b.0 && r.total == 0));
     assert!(views::read::<OverdueTask>(&sb, &o).await.unwrap().is_empty());
+    assert!(views::read::<PriorityTask>(&sb, &o).await.unwrap().is_empty());
     assert!(views::read::<CompletedTask>(&sb, &o).await.unwrap().is_empty());
     assert!(views::read::<Productivity>(&sb, &o)
         .await

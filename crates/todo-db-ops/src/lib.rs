@@ -1,6 +1,7 @@
 //! todo-db's operations, on top of the core library (`todo_db`): what the `todo-db` CLI runs.
 //!
 //! - [`backup`]: backups (compressed, optionally encrypted), verify and restore.
+//! - [`bulk`]: the bulk path (indexes and keys built after the rows) of restore, seed and import.
 //! - [`seed`]: generated data at the server's bulk-load speed.
 //! - [`branch`]: database branches, local (template copies) and on Neon ([`neon`]).
 //! - [`health`] and [`verify`]: the checks of a running database and of its schema.
@@ -8,6 +9,7 @@
 
 pub mod backup;
 pub mod branch;
+pub mod bulk;
 pub mod health;
 pub mod local;
 pub mod neon;

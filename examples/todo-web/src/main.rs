@@ -193,7 +193,7 @@ async fn summary(State(db): State<Db>, headers: HeaderMap) -> ApiResult {
     let rows = views::read::<TaskSummary>(&me, &ReportOptions::default()).await?;
     let row: Value = match rows.into_iter().next() {
         Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-        None => json!({"total": 0, "completed": 0, "pending": 0, "overdue": 0, "due_today": 0}),
+        None => json!({"total_tasks": 0, "completed_tasks": 0, "pending_tasks": 0, "overdue_tasks": 0, "due_today": 0}),
     };
     Ok(Json(row).into_response())
 }

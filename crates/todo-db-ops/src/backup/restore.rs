@@ -18,6 +18,7 @@ use todo_db::schema;
 use super::dump::*;
 use super::stream::*;
 use super::*;
+use crate::bulk;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +42,7 @@ pub struct RestoreReport {
 
 /// Loads the backup in `dir` into `db`. The target must hold no todo-db data unless `replace`.
 /// Everything is loaded in one transaction: indexes and keys are dropped and rebuilt inside it
-/// (as pg_restore builds them after the data), the audit triggers are off inside it (restored
+/// ([`crate::bulk`], as pg_restore builds them after the data), the audit triggers are off inside it (restored
 /// rows make no new audit entries; the log itself is restored as it was), and row counts are
 /// checked before it commits. An interruption leaves the target as it was.
 pub async fn restore(db: &Db, dir: &Path, options: &RestoreOptions, progress: Arc<Progress>) -> Result<RestoreReport> {
@@ -102,69 +103,18 @@ pub(super) async fn load_all(
     // The backup's tables, in load order: a backup taken at an older schema version holds only
     // the tables that existed then (the later migrations make the rest, empty).
     let tables: Vec<&str> = TABLES.iter().copied().filter(|t| manifest.tables.iter().any(|m| m.name == *t)).collect();
-    if !replace {
-        let any: bool = conn
-            .query_one(
-                &format!(
-                    "select exists (select 1 from ({}) x)",
-                    tables
-                        .iter()
-                        .map(|t| format!("(select 1 from {t} limit 1)"))
-                        .collect::<Vec<_>>()
-                        .join(" union all ")
-                ),
-                &[],
-            )
-            .await
-            .map_err(fail)?
-            .get(0);
-        if any {
-            return Err(Error::validation(
-                "into",
-                format!("{target} already holds todo-db data; pass --replace to overwrite it"),
-            ));
-        }
-    }
     let tx = conn.transaction().await.map_err(fail)?;
-    tx.batch_execute("set local statement_timeout = 0; set local maintenance_work_mem = '256MB'")
-        .await
-        .map_err(fail)?;
-    // Foreign keys and secondary indexes of the backup's tables, to drop now and rebuild after the
-    // load. Primary keys stay: views that group by them depend on them.
-    let keys = tx
-        .query(
-            "select conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid), contype::text \
-             from pg_constraint where conrelid = any(select t::regclass from unnest($1::text[]) t) \
-             and contype = 'f'",
-            &[&tables],
-        )
-        .await
-        .map_err(fail)?;
-    let indexes = tx
-        .query(
-            "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) from pg_index i \
-             where i.indrelid = any(select t::regclass from unnest($1::text[]) t) \
-             and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid and c.contype in ('p', 'u', 'x'))",
-            &[&tables],
-        )
-        .await
-        .map_err(fail)?;
-    let mut before = String::new();
-    for t in &tables {
-        before.push_str(&format!("alter table {t} disable trigger user;\n"));
+    tx.batch_execute("set local statement_timeout = 0").await.map_err(fail)?;
+    if !replace && !bulk::all_empty(&tx, &target, &tables).await? {
+        return Err(Error::validation(
+            "into",
+            format!("{target} already holds todo-db data; pass --replace to overwrite it"),
+        ));
     }
+    let deferred = bulk::Deferred::begin(&tx, &target, &tables).await?;
     if replace {
-        before.push_str(&format!("truncate {};\n", tables.join(", ")));
+        tx.batch_execute(&format!("truncate {}", tables.join(", "))).await.map_err(fail)?;
     }
-    for k in &keys {
-        let (table, name): (String, String) = (k.get(0), k.get(1));
-        before.push_str(&format!("alter table {table} drop constraint {name};\n"));
-    }
-    for i in &indexes {
-        let name: String = i.get(0);
-        before.push_str(&format!("drop index {name};\n"));
-    }
-    tx.batch_execute(&before).await.map_err(fail)?;
     let mut rows = 0;
     for t in &manifest.tables {
         if !TABLES.contains(&t.name.as_str()) {
@@ -179,18 +129,8 @@ pub(super) async fn load_all(
         }
         rows += loaded;
     }
+    deferred.finish(&tx, &target).await?;
     let mut after = String::new();
-    for i in &indexes {
-        let def: String = i.get(1);
-        after.push_str(&format!("{def};\n"));
-    }
-    for k in keys.iter().rev() {
-        let (table, name, def): (String, String, String) = (k.get(0), k.get(1), k.get(2));
-        after.push_str(&format!("alter table {table} add constraint {name} {def};\n"));
-    }
-    for t in &tables {
-        after.push_str(&format!("alter table {t} enable trigger user;\n"));
-    }
     // Identity columns continue after the restored ids.
     for t in ["audit.log", "audit.seal", "audit.prune"] {
         after.push_str(&format!(

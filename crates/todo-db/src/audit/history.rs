@@ -60,18 +60,139 @@ pub async fn user_activity(scope: &UserScope, limit: i64) -> Result<Vec<Change>>
 /// Counts of the scope's user's changes by type (over their whole readable log).
 pub async fn statistics(scope: &UserScope) -> Result<BTreeMap<ChangeType, u64>> {
     let mut out = BTreeMap::new();
+    each_change(scope, None, |c| *out.entry(c.change_type).or_insert(0) += 1).await?;
+    Ok(out)
+}
+
+/// Calls `f` with every change of the scope's user's log since `since` (all of it when `None`),
+/// newest first, reading the log a page at a time.
+async fn each_change(scope: &UserScope, since: Option<OffsetDateTime>, mut f: impl FnMut(Change)) -> Result<()> {
     let mut before = None;
     loop {
-        let page = log_own(scope, &LogFilter { before, limit: Some(1000), ..Default::default() }).await?;
-        for c in changes(&page.items) {
-            *out.entry(c.change_type).or_insert(0) += 1;
-        }
+        let page = log_own(scope, &LogFilter { before, since, limit: Some(1000), ..Default::default() }).await?;
+        changes(&page.items).into_iter().for_each(&mut f);
         match page.next.as_deref().map(str::parse::<i64>) {
             Some(Ok(next)) => before = Some(next),
             Some(Err(_)) => return Err(Error::Internal("audit log page cursor".into())),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
+}
+
+/// One line of [`recent_user_activity`]: how often the user made one kind of change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityCount {
+    pub user_id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub change_type: ChangeType,
+    pub change_count: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_change: OffsetDateTime,
+}
+
+/// The scope's user's changes over the last `days` days (1..=365) by change type, most frequent
+/// first (then the latest first): the original module's `recent_user_activity`.
+pub async fn recent_user_activity(scope: &UserScope, days: u32) -> Result<Vec<ActivityCount>> {
+    if !(1..=365).contains(&days) {
+        return Err(Error::validation("days", "must be between 1 and 365"));
+    }
+    let since = OffsetDateTime::now_utc() - time::Duration::days(days.into());
+    let mut counts: BTreeMap<ChangeType, (u64, OffsetDateTime)> = BTreeMap::new();
+    each_change(scope, Some(since), |c| {
+        let e = counts.entry(c.change_type).or_insert((0, c.at));
+        e.0 += 1;
+        e.1 = e.1.max(c.at);
+    })
+    .await?;
+    let me = scope.user_id().0;
+    let user =
+        scope.query_found("user", "select email, first_name, last_name from users where id = $1", &[&me]).await?;
+    let mut out: Vec<ActivityCount> = counts
+        .into_iter()
+        .map(|(change_type, (change_count, last_change))| ActivityCount {
+            user_id: me,
+            email: user.get("email"),
+            first_name: user.get("first_name"),
+            last_name: user.get("last_name"),
+            change_type,
+            change_count,
+            last_change,
+        })
+        .collect();
+    out.sort_by(|a, b| b.change_count.cmp(&a.change_count).then(b.last_change.cmp(&a.last_change)));
+    Ok(out)
+}
+
+/// One line of [`task_change_summary`]: the changes of one task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskChangeSummary {
+    pub task_id: Uuid,
+    /// The task's title now (or in the trash); `None` once purged.
+    pub title: Option<String>,
+    pub user_id: Uuid,
+    pub total_changes: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_change: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_change: OffsetDateTime,
+    /// The distinct change types, in the order they first happened.
+    pub change_types: Vec<ChangeType>,
+}
+
+/// Per task the scope's user changed: how many changes, the first and last, and their types; the
+/// most recently changed `limit` (1..=1000) tasks first. The original module's `task_change_summary`.
+pub async fn task_change_summary(scope: &UserScope, limit: i64) -> Result<Vec<TaskChangeSummary>> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::validation("limit", "must be between 1 and 1000"));
+    }
+    let me = scope.user_id().0;
+    // Changes arrive newest first: a task's first change seen is its last.
+    let mut tasks: Vec<TaskChangeSummary> = Vec::new();
+    let mut at: BTreeMap<Uuid, usize> = BTreeMap::new();
+    // Per task, (entry id, type) of each change, in the order read.
+    let mut kinds: Vec<Vec<(i64, ChangeType)>> = Vec::new();
+    each_change(scope, None, |c| {
+        let i = *at.entry(c.task_id).or_insert_with(|| {
+            tasks.push(TaskChangeSummary {
+                task_id: c.task_id,
+                title: None,
+                user_id: me,
+                total_changes: 0,
+                first_change: c.at,
+                last_change: c.at,
+                change_types: Vec::new(),
+            });
+            kinds.push(Vec::new());
+            tasks.len() - 1
+        });
+        let t = &mut tasks[i];
+        t.total_changes += 1;
+        t.first_change = c.at;
+        kinds[i].push((c.entry_id, c.change_type));
+    })
+    .await?;
+    tasks.truncate(limit as usize);
+    for (t, mut k) in tasks.iter_mut().zip(kinds) {
+        // Oldest entry first; the changes of one entry keep their order (completion, priority,
+        // status, due date, edit: as `changes` lists them).
+        k.sort_by_key(|(entry, _)| *entry);
+        for (_, kind) in k {
+            if !t.change_types.contains(&kind) {
+                t.change_types.push(kind);
+            }
+        }
+    }
+    let ids: Vec<Uuid> = tasks.iter().map(|t| t.task_id).collect();
+    let rows = scope
+        .query("select id, title from tasks where id = any($1) union all select id, title from task_trash where id = any($1)", &[&ids])
+        .await?;
+    let titles: BTreeMap<Uuid, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for t in &mut tasks {
+        t.title = titles.get(&t.task_id).cloned();
+    }
+    Ok(tasks)
 }
 
 /// The changes that `entries` (newest first, as the log lists them) record, newest first. A

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "views", sql: include_str!("../../migrations/0004_views.sql") },
     Migration { version: 5, name: "settings", sql: include_str!("../../migrations/0005_settings.sql") },
     Migration { version: 6, name: "preferences", sql: include_str!("../../migrations/0006_preferences.sql") },
+    Migration { version: 7, name: "reports", sql: include_str!("../../migrations/0007_reports.sql") },
 ];
 
 /// Migrations of unreleased development builds, since folded into 0003 (audit) and 0004 (views):
