@@ -107,11 +107,21 @@ impl SeedArgs {
 async fn load_with_progress(db: &Db, spec: &SeedSpec) -> anyhow::Result<seed::SeedReport> {
     let progress = Arc::new(Progress::default());
     let expected = spec.expected_rows();
-    let load = seed::load(db, spec, progress.clone());
-    tokio::pin!(load);
+    let read = || (progress.rows(), progress.total(expected), progress.phase());
+    Ok(with_progress("seed", seed::load(db, spec, progress.clone()), read).await?)
+}
+
+/// Awaits `work` while drawing its progress on stderr, as `read` gives it (rows done, rows in all,
+/// phase): a bar with rows/s and ETA on a terminal, a plain line every 2 s otherwise.
+pub async fn with_progress<T>(
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+    read: impl Fn() -> (u64, u64, &'static str),
+) -> T {
+    tokio::pin!(work);
     let started = Instant::now();
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(expected);
+        let bar = indicatif::ProgressBar::new(read().1);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg:>9} [{bar:40}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
@@ -124,21 +134,21 @@ async fn load_with_progress(db: &Db, spec: &SeedSpec) -> anyhow::Result<seed::Se
     let mut tick =
         tokio::time::interval(if bar.is_some() { Duration::from_millis(100) } else { Duration::from_secs(2) });
     tick.tick().await;
-    let report = loop {
+    let out = loop {
         tokio::select! {
-            r = &mut load => break r?,
+            r = &mut work => break r,
             _ = tick.tick() => {
-                let (rows, total) = (progress.rows(), progress.total(expected));
+                let (rows, total, phase) = read();
                 match &bar {
                     Some(bar) => {
                         bar.set_length(total);
                         bar.set_position(rows);
-                        bar.set_message(progress.phase());
+                        bar.set_message(phase);
                     }
                     None => {
                         let rate = rows as f64 / started.elapsed().as_secs_f64();
                         let eta = total.saturating_sub(rows) as f64 / rate.max(1.0);
-                        eprintln!("seed: {} {rows}/{total} rows ({rate:.0} rows/s, ETA {eta:.0}s)", progress.phase());
+                        eprintln!("{what}: {phase} {rows}/{total} rows ({rate:.0} rows/s, ETA {eta:.0}s)");
                     }
                 }
             }
@@ -147,7 +157,7 @@ async fn load_with_progress(db: &Db, spec: &SeedSpec) -> anyhow::Result<seed::Se
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(report)
+    out
 }
 
 /// Stops a destructive command on a protected database unless `--force` was given.

@@ -5,6 +5,7 @@ mod backup;
 mod branch;
 mod data;
 mod health;
+mod import;
 mod init;
 mod local;
 mod security;
@@ -131,6 +132,8 @@ enum Command {
     Protect(data::ProtectArgs),
     /// Remove for good the tasks that have been in the trash longer than a given age.
     PurgeTrash(data::PurgeTrashArgs),
+    /// Bring in a database of the original Python module (users, tasks, tags, history, preferences), all or nothing.
+    Import(import::ImportArgs),
     /// Backups: create, verify offline, restore all-or-nothing, list, prune.
     Backup(backup::BackupArgs),
     /// Branches: instant copies of the database (create, list, delete, reset, protect, url, env, diff).
@@ -148,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(_) => Some("reset"),
         Command::Migrate(_) => Some("migrate"),
         Command::Seed(_) => Some("seed"),
+        Command::Import(_) => Some("import"),
         _ => None,
     };
     if let Some(what) = direct_only {
@@ -166,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checksum(a) => a.run(&settings).await,
         Command::Protect(a) => a.run(&settings).await,
         Command::PurgeTrash(a) => a.run(&settings).await,
+        Command::Import(a) => a.run(&settings).await,
         Command::Backup(a) => a.run(&settings).await,
         Command::Health(a) => a.run(&settings).await,
         Command::Branch(a) => a.run(&settings).await,

@@ -30,6 +30,44 @@ pub enum ChangeType {
     TagRemoved,
 }
 
+impl ChangeType {
+    pub const ALL: [ChangeType; 11] = [
+        ChangeType::TaskCreated,
+        ChangeType::TaskUpdated,
+        ChangeType::TaskCompleted,
+        ChangeType::TaskUncompleted,
+        ChangeType::TaskPriorityChanged,
+        ChangeType::TaskStatusChanged,
+        ChangeType::TaskDueDateChanged,
+        ChangeType::TaskDeleted,
+        ChangeType::TaskRestored,
+        ChangeType::TagAdded,
+        ChangeType::TagRemoved,
+    ];
+
+    /// The app's name of the change: `task_created`, `tag_added`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::TaskCreated => "task_created",
+            ChangeType::TaskUpdated => "task_updated",
+            ChangeType::TaskCompleted => "task_completed",
+            ChangeType::TaskUncompleted => "task_uncompleted",
+            ChangeType::TaskPriorityChanged => "task_priority_changed",
+            ChangeType::TaskStatusChanged => "task_status_changed",
+            ChangeType::TaskDueDateChanged => "task_due_date_changed",
+            ChangeType::TaskDeleted => "task_deleted",
+            ChangeType::TaskRestored => "task_restored",
+            ChangeType::TagAdded => "tag_added",
+            ChangeType::TagRemoved => "tag_removed",
+        }
+    }
+
+    /// The change type of an app name; `None` for another text.
+    pub fn parse(name: &str) -> Option<ChangeType> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// One change to one task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
@@ -199,7 +237,9 @@ pub async fn task_change_summary(scope: &UserScope, limit: i64) -> Result<Vec<Ta
 /// move to the trash (the task's DELETE, its tag links' cascaded DELETEs and the trash INSERT of
 /// one transaction) is one `task_deleted`; a return from it one `task_restored`; a purge a
 /// `task_deleted` whose new value is `{"purged": true}`. An update yields one change per thing
-/// it changed (completion, priority, status, due date, and title or description together).
+/// it changed (completion, priority, status, due date, and title or description together). An
+/// entry imported from the original module's task_history (table `task_history`, op `IMPORT`)
+/// is the change it names, with its old and new values as the original stored them.
 pub fn changes(entries: &[Entry]) -> Vec<Change> {
     let trashed: HashSet<i64> =
         entries.iter().filter(|e| e.table == "task_trash" && e.op == "INSERT").map(|e| e.txid).collect();
@@ -238,6 +278,12 @@ pub fn changes(entries: &[Entry]) -> Vec<Change> {
             }
             ("task_tags", _) if moving => {}
             ("task_tags", "INSERT") => out.push(change(ChangeType::TagAdded, None, tag_of(&e.new))),
+            // A history entry imported from the original module: the change it names, as it was.
+            ("task_history", "IMPORT") => {
+                if let Some(kind) = e.changed.as_deref().and_then(|c| c.first()).and_then(|c| ChangeType::parse(c)) {
+                    out.push(change(kind, e.old.clone(), e.new.clone()))
+                }
+            }
             ("task_tags", "DELETE") => out.push(change(ChangeType::TagRemoved, tag_of(&e.old), None)),
             _ => {}
         }

@@ -93,8 +93,10 @@ fn check(f: &LogFilter) -> Result<(Option<String>, i64)> {
         return Err(Error::validation("limit", "must be between 1 and 1000"));
     }
     if let Some(t) = &f.table {
-        if !["users", "tasks", "task_trash", "tags", "task_tags", "user_preferences"].contains(&t.as_str()) {
-            return Err(Error::validation("table", format!("{t:?} is not one of users, tasks, tags, task_tags")));
+        const TABLES: [&str; 7] =
+            ["users", "tasks", "task_trash", "tags", "task_tags", "user_preferences", "task_history"];
+        if !TABLES.contains(&t.as_str()) {
+            return Err(Error::validation("table", format!("{t:?} is not one of {}", TABLES.join(", "))));
         }
     }
     let op = f.op.as_ref().map(|o| o.to_ascii_uppercase());
