@@ -171,6 +171,14 @@ fn aliased(sql: &str, to: &str) -> String {
 }
 
 /// Drops database `name` unless BENCH_KEEP is set.
+/// A new empty database `name` (dropped first if there), with no schema: its URL.
+pub async fn plain_database(server: &str, name: &str) -> anyhow::Result<String> {
+    let maint = Db::connect_url(&with_database(server, "postgres"), &Settings::default()).await?;
+    maint.admin().batch(&format!("drop database if exists {name} with (force)")).await?;
+    maint.admin().batch(&format!("create database {name}")).await?;
+    Ok(with_database(server, name))
+}
+
 pub async fn drop_database(server: &str, name: &str) {
     if std::env::var_os("BENCH_KEEP").is_some() {
         return;

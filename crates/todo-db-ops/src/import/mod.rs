@@ -46,6 +46,7 @@ use todo_db::schema;
 
 use crate::bulk;
 use sql::Source;
+pub use sql::{columns, TARGETS};
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
