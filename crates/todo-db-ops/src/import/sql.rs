@@ -109,8 +109,8 @@ fn user_problems() -> Problems {
         ),
         (
             "email is an older account's, ignoring case",
-            "exists (select 1 from users o where lower(o.email) = lower(u.email) \
-               and (coalesce(o.created_at, '-infinity'), o.id) < (coalesce(u.created_at, '-infinity'), u.id))"
+            "u.id in (select d.id from (select o.id, row_number() over (partition by lower(o.email) \
+               order by coalesce(o.created_at, '-infinity'), o.id) as n from users o) d where d.n > 1)"
                 .into(),
         ),
         (
@@ -130,10 +130,7 @@ fn user_problems() -> Problems {
 
 fn task_problems() -> Problems {
     vec![
-        (
-            "its user cannot be imported",
-            format!("not exists (select 1 from users u where u.id = t.user_id and {})", ok(&user_problems())),
-        ),
+        ("its user cannot be imported", user_not_ok("t.user_id")),
         ("title is empty", "btrim(coalesce(t.title, '')) = ''".into()),
         ("title is longer than 255 characters", "char_length(btrim(t.title)) > 255".into()),
         ("description is longer than 10000 characters", "char_length(coalesce(t.description, '')) > 10000".into()),
@@ -148,14 +145,21 @@ fn task_problems() -> Problems {
     ]
 }
 
-/// The condition "the task whose id is `column` can be imported".
-fn task_ok(column: &str) -> String {
-    format!("exists (select 1 from tasks t where t.id = {column} and {})", ok(&task_problems()))
+/// The condition "the user whose id is `column` cannot be imported". Conditions across rows are
+/// uncorrelated `IN` subqueries: PostgreSQL evaluates each once, into a hash table, rather than
+/// once per row.
+fn user_not_ok(column: &str) -> String {
+    format!("{column} is null or {column} not in (select u.id from users u where {})", ok(&user_problems()))
+}
+
+/// The condition "the task whose id is `column` cannot be imported".
+fn task_not_ok(column: &str) -> String {
+    format!("{column} is null or {column} not in (select t.id from tasks t where {})", ok(&task_problems()))
 }
 
 fn tag_problems() -> Problems {
     vec![
-        ("its task cannot be imported", format!("not {}", task_ok("g.task_id"))),
+        ("its task cannot be imported", task_not_ok("g.task_id")),
         ("tag is empty", "btrim(coalesce(g.tag, '')) = ''".into()),
         ("tag is longer than 50 characters", "char_length(btrim(g.tag)) > 50".into()),
     ]
@@ -163,7 +167,7 @@ fn tag_problems() -> Problems {
 
 fn history_problems() -> Problems {
     vec![
-        ("its task cannot be imported", format!("not {}", task_ok("h.task_id"))),
+        ("its task cannot be imported", task_not_ok("h.task_id")),
         ("change_type is not one of the app's", format!("coalesce(h.change_type::text, '') not in ({CHANGE_TYPES})")),
     ]
 }
@@ -179,7 +183,7 @@ fn not_booleans(column: &str) -> String {
 
 fn preference_problems() -> Problems {
     vec![
-        ("its user cannot be imported", format!("not exists (select 1 from users u where u.id = p.user_id and {})", ok(&user_problems()))),
+        ("its user cannot be imported", user_not_ok("p.user_id")),
         ("theme is not light, dark or system", "coalesce(p.theme::text, 'system') not in ('light', 'dark', 'system')".into()),
         (
             "language is not a language tag like en or pt-BR",
@@ -299,17 +303,20 @@ impl Source {
                 ok(&task_problems())
             ),
             "task_trash" => {
-                let tag_ids = match tags {
+                // The trashed tasks' tag ids, grouped once (a lookup per task would scan
+                // task_tags, which has no index on task_id, once per task).
+                let tagged = match tags {
                     true => format!(
-                        "coalesce((select array_agg(distinct {}) from task_tags g where g.task_id = t.id and {}), '{{}}'::uuid[])",
-                        tag_id("t.user_id"),
+                        "left join (select g.task_id, array_agg(distinct {}) as ids from task_tags g \
+                         join tasks o on o.id = g.task_id where {} group by g.task_id) gt on gt.task_id = t.id",
+                        tag_id("o.user_id"),
                         ok(&tag_problems())
                     ),
-                    false => "'{}'::uuid[]".into(),
+                    false => "left join (select null::uuid as task_id, null::uuid[] as ids) gt on false".into(),
                 };
                 format!(
-                    "select {}, {tag_ids}, coalesce(t.deleted_at, t.updated_at, localtimestamp) from tasks t \
-                     where coalesce(t.deleted, false) and {}",
+                    "select {}, coalesce(gt.ids, '{{}}'::uuid[]), coalesce(t.deleted_at, t.updated_at, localtimestamp) \
+                     from tasks t {tagged} where coalesce(t.deleted, false) and {}",
                     task_columns(),
                     ok(&task_problems())
                 )
