@@ -51,9 +51,7 @@ impl Deferred {
             .await
             .map_err(fail)?;
         let mut sql = String::from("set local maintenance_work_mem = '256MB';\n");
-        for t in &tables {
-            sql.push_str(&format!("alter table {t} disable trigger user;\n"));
-        }
+        sql.push_str(&triggers(&tables, false));
         // Keys first: a foreign key may rest on one of the unique indexes dropped next.
         for (table, name, _) in &keys {
             sql.push_str(&format!("alter table {table} drop constraint {name};\n"));
@@ -75,11 +73,16 @@ impl Deferred {
         for (table, name, def) in &self.keys {
             sql.push_str(&format!("alter table {table} add constraint {name} {def};\n"));
         }
-        for t in &self.tables {
-            sql.push_str(&format!("alter table {t} enable trigger user;\n"));
-        }
+        sql.push_str(&triggers(&self.tables, true));
         tx.batch_execute(&sql).await.map_err(|e| Error::from_pg(e, target))
     }
+}
+
+/// `alter table ... enable|disable trigger user` for each of `tables`: the user triggers (audit
+/// capture, `updated_at`), not the foreign keys' internal ones.
+pub fn triggers(tables: &[impl AsRef<str>], on: bool) -> String {
+    let verb = if on { "enable" } else { "disable" };
+    tables.iter().map(|t| format!("alter table {} {verb} trigger user;\n", t.as_ref())).collect()
 }
 
 /// Whether every one of `tables` is empty (read in `tx`, under the caller's locks).

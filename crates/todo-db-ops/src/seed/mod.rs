@@ -160,11 +160,6 @@ pub const TABLES: [(&str, &str); 4] = [
 /// Which generator pass writes each of [`TABLES`].
 const PASSES: [Pass; 4] = [Pass::Users, Pass::Tags, Pass::Tasks, Pass::TaskTags];
 
-/// `alter table ... {verb} trigger` for the audit capture of each of `tables`.
-fn audit_triggers(tables: &[&str], verb: &str) -> String {
-    tables.iter().map(|t| format!("alter table {t} {verb} trigger {t}_audit;")).collect()
-}
-
 /// Generates `spec` and loads it into `db` in one transaction. Refuses if this seed's first user
 /// already exists (the data would collide); say so rather than half-load.
 pub async fn load(db: &Db, spec: &SeedSpec, progress: Arc<Progress>) -> Result<SeedReport> {
@@ -196,14 +191,14 @@ async fn load_on(
     let tx = conn.transaction().await.map_err(fail)?;
     let tables: Vec<&str> = TABLES.iter().map(|t| t.0).collect();
     // Into empty tables, the bulk path: indexes and keys built once after the rows. Into tables
-    // that hold rows already, only the audit capture is off and the indexes take each row.
+    // that hold rows already, the triggers are off and the indexes take each row.
     tx.batch_execute(&format!("set local statement_timeout = 0; lock table {} in exclusive mode", tables.join(", ")))
         .await
         .map_err(fail)?;
     let deferred = match crate::bulk::all_empty(&tx, &target, &tables).await? {
         true => Some(crate::bulk::Deferred::begin(&tx, &target, &tables).await?),
         false => {
-            tx.batch_execute(&audit_triggers(&tables, "disable")).await.map_err(fail)?;
+            tx.batch_execute(&crate::bulk::triggers(&tables, false)).await.map_err(fail)?;
             None
         }
     };
@@ -216,7 +211,7 @@ async fn load_on(
     progress.phase.store(4, Ordering::Relaxed);
     match deferred {
         Some(deferred) => deferred.finish(&tx, &target).await?,
-        None => tx.batch_execute(&audit_triggers(&tables, "enable")).await.map_err(fail)?,
+        None => tx.batch_execute(&crate::bulk::triggers(&tables, true)).await.map_err(fail)?,
     }
     tx.commit().await.map_err(fail)?;
     let load_seconds = started.elapsed().as_secs_f64();
