@@ -44,6 +44,37 @@ async fn a_fresh_database_is_healthy_and_a_slow_check_is_unknown_not_a_hang() {
 }
 
 #[tokio::test]
+async fn concurrent_callers_share_one_run_and_a_report_is_reused_for_its_max_age() {
+    let t = TestDb::new().await;
+    // Max age zero: 20 callers at once are answered by at most two runs (the one in progress
+    // when a caller asks cannot answer it; the next one answers everyone who waited).
+    let shared = std::sync::Arc::new(health::Shared::new(t.db.clone(), Thresholds::default(), Duration::ZERO));
+    let callers = (0..20).map(|_| {
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.report().await.map(|(r, _)| r.checks.len()) })
+    });
+    for n in futures_util::future::join_all(callers).await {
+        assert_eq!(n.unwrap().unwrap(), health::CHECKS.len());
+    }
+    assert!((1..=2).contains(&shared.runs()), "{} runs for 20 concurrent callers", shared.runs());
+    // A caller after the runs gets a new one: a zero max age reuses nothing finished.
+    let before = shared.runs();
+    shared.report().await.unwrap();
+    assert_eq!(shared.runs(), before + 1);
+
+    // Max age one minute: later callers reuse the report and say how old it is.
+    let cached = health::Shared::new(t.db.clone(), Thresholds::default(), Duration::from_secs(60));
+    let (_, age) = cached.report().await.unwrap();
+    assert_eq!(age, Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..5 {
+        let (_, age) = cached.report().await.unwrap();
+        assert!(age >= Duration::from_millis(20), "{age:?}");
+    }
+    assert_eq!(cached.runs(), 1);
+}
+
+#[tokio::test]
 async fn session_checks_flip_on_idle_transactions_locks_and_long_statements() {
     let t = TestDb::new().await;
     let th = tight();
@@ -166,7 +197,7 @@ fn serve(home: &std::path::Path) -> (std::process::Child, String) {
         .env("TODO_DB_HOME", home)
         .env("TODO_DB_CONNECT_RETRY", "1s")
         .env("TODO_DB_CONNECT_TIMEOUT", "1s")
-        .args(["serve", "--listen", "127.0.0.1:0", "--ready-deadline", "1s"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--ready-deadline", "1s", "--report-max-age", "10m"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -210,6 +241,17 @@ fn the_service_follows_the_database_down_and_up_and_its_metrics_parse() {
     assert!(has("todo_db_check_status", ("check", "migrations")));
     assert!(has("todo_db_pool_connections", ("state", "open")));
     assert!(has("todo_db_http_requests_total", ("route", "/readyz")));
+    // /health and /metrics were answered by one run of the checks, within its max age.
+    let value = |name: &str| match scrape.samples.iter().find(|s| s.metric == name).map(|s| &s.value) {
+        Some(
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v),
+        ) => *v,
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(value("todo_db_health_runs_total"), 1.0);
+    assert!(value("todo_db_health_report_age_seconds") > 0.0);
     assert!(scrape.samples.iter().any(|s| s.metric == "todo_db_http_request_duration_seconds_bucket"
         || s.metric == "todo_db_http_request_duration_seconds"));
 

@@ -32,11 +32,15 @@ pub struct ServeArgs {
     /// Seal the audit log this often (0 disables).
     #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration, env = "TODO_DB_SEAL_EVERY")]
     seal_every: Duration,
+    /// Reuse a health report for this long: `/health` and `/metrics` requests within it (and all
+    /// those that arrive while a run is in progress) share one run of the checks.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration, env = "TODO_DB_REPORT_MAX_AGE")]
+    report_max_age: Duration,
 }
 
 struct AppState {
     db: Db,
-    thresholds: Thresholds,
+    health: health::Shared,
     ready_deadline: Duration,
     metrics: Mutex<HttpMetrics>,
 }
@@ -59,7 +63,7 @@ impl ServeArgs {
         let db = Db::connect_url(&url, settings).await?;
         let state = Arc::new(AppState {
             db: db.clone(),
-            thresholds: Thresholds::from_env()?,
+            health: health::Shared::new(db.clone(), Thresholds::from_env()?, self.report_max_age),
             ready_deadline: self.ready_deadline,
             metrics: Mutex::default(),
         });
@@ -166,10 +170,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// The full report as JSON: 200 unless a check is critical (503).
 async fn health_report(State(state): State<Arc<AppState>>) -> Response {
-    match health::run(&state.db, None, &state.thresholds, &[]).await {
-        Ok(report) => {
+    match state.health.report().await {
+        Ok((report, _)) => {
             let code = if report.status == Status::Critical { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-            (code, Json(report)).into_response()
+            (code, Json(&*report)).into_response()
         }
         Err(e) => {
             (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e.to_string()}))).into_response()
@@ -180,8 +184,7 @@ async fn health_report(State(state): State<Arc<AppState>>) -> Response {
 /// Prometheus text exposition format.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::new();
-    let report = health::run(&state.db, None, &state.thresholds, &[]).await.ok();
-    if let Some(r) = &report {
+    if let Ok((r, age)) = state.health.report().await {
         let _ =
             writeln!(out, "# HELP todo_db_health_status Worst check status: 0 ok, 1 warning, 2 critical, 3 unknown.");
         let _ = writeln!(out, "# TYPE todo_db_health_status gauge");
@@ -204,7 +207,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             let _ =
                 writeln!(out, "todo_db_check_duration_seconds{{check=\"{}\"}} {}", c.name, number(c.millis / 1000.0));
         }
+        let _ =
+            writeln!(out, "# HELP todo_db_health_report_age_seconds How long ago the checks behind this report ran.");
+        let _ = writeln!(out, "# TYPE todo_db_health_report_age_seconds gauge");
+        let _ = writeln!(out, "todo_db_health_report_age_seconds {}", number(age.as_secs_f64()));
     }
+    let _ = writeln!(
+        out,
+        "# HELP todo_db_health_runs_total Runs of the health checks (shared by the requests they answered)."
+    );
+    let _ = writeln!(out, "# TYPE todo_db_health_runs_total counter");
+    let _ = writeln!(out, "todo_db_health_runs_total {}", state.health.runs());
     let p = state.db.pool_status();
     let _ = writeln!(out, "# HELP todo_db_pool_connections Pool connections by state.");
     let _ = writeln!(out, "# TYPE todo_db_pool_connections gauge");

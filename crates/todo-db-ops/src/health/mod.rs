@@ -2,6 +2,8 @@
 //! value, its threshold and what to do. Checks run concurrently, each under its own time limit,
 //! so one slow check cannot hang the report.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -277,6 +279,52 @@ pub async fn run(db: &Db, replica: Option<&Db>, t: &Thresholds, only: &[String])
     let checks = futures_util::future::join_all(futures).await;
     let status = checks.iter().map(|c| c.status).max_by_key(|s| s.rank()).unwrap_or(Status::Ok);
     Ok(Report { status, target: db.target().to_string(), checks })
+}
+
+/// One report shared by every caller: concurrent callers wait for the run in progress instead of
+/// starting their own, and a finished report is reused for `max_age`. A caller is answered by a run
+/// that started after it asked, or by one that finished at most `max_age` ago; so a scrape storm
+/// costs the database at most one run per `max_age` (with `max_age` zero: one run at a time, shared
+/// by everyone who asked while it ran).
+pub struct Shared {
+    db: Db,
+    thresholds: Thresholds,
+    max_age: Duration,
+    last: tokio::sync::Mutex<Option<Ran>>,
+    runs: AtomicU64,
+}
+
+struct Ran {
+    started: Instant,
+    finished: Instant,
+    report: Arc<Report>,
+}
+
+impl Shared {
+    pub fn new(db: Db, thresholds: Thresholds, max_age: Duration) -> Self {
+        Shared { db, thresholds, max_age, last: tokio::sync::Mutex::new(None), runs: Default::default() }
+    }
+
+    /// The report, and how long ago the run behind it finished.
+    pub async fn report(&self) -> Result<(Arc<Report>, Duration)> {
+        let asked = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some(ran) = last.as_ref() {
+            if ran.started >= asked || ran.finished.elapsed() <= self.max_age {
+                return Ok((ran.report.clone(), ran.finished.elapsed()));
+            }
+        }
+        let started = Instant::now();
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let report = Arc::new(run(&self.db, None, &self.thresholds, &[]).await?);
+        *last = Some(Ran { started, finished: Instant::now(), report: report.clone() });
+        Ok((report, Duration::ZERO))
+    }
+
+    /// How many times the checks have run.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
