@@ -348,68 +348,94 @@ pub enum Fault {
     LoseAnswers = 2,
 }
 
-/// A TCP proxy whose behaviour a test switches at run time (see [`Fault`]).
+/// A TCP proxy whose behaviour a test switches at run time (see [`Fault`]); it can also delay
+/// every chunk each way ([`FaultProxy::delay`]) and cut every open connection ([`FaultProxy::cut`]).
 pub struct FaultProxy {
     pub port: u16,
     mode: Arc<std::sync::atomic::AtomicU8>,
+    delay_us: Arc<std::sync::atomic::AtomicU64>,
+    cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl FaultProxy {
     pub async fn start(upstream: (String, u16)) -> FaultProxy {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
-        let shared = mode.clone();
+        let delay_us = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let (shared, delay) = (mode.clone(), delay_us.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect((upstream.0.as_str(), upstream.1)).await else {
                     continue;
                 };
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let (m1, m2) = (shared.clone(), shared.clone());
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if m1.load(Ordering::SeqCst) == Fault::BlackHole as u8 {
-                            continue;
-                        }
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = sr.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if m2.load(Ordering::SeqCst) != Fault::None as u8 {
-                            continue;
-                        }
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                // Requests are dropped only when black-holed; answers whenever a fault is on.
+                let requests = move |m: u8| m == Fault::BlackHole as u8;
+                let answers = move |m: u8| m != Fault::None as u8;
+                let (m1, m2, d1, d2) = (shared.clone(), shared.clone(), delay.clone(), delay.clone());
+                tokio::spawn(forward(cr, sw, m1, requests, d1, cuts.clone()));
+                tokio::spawn(forward(sr, cw, m2, answers, d2, cuts.clone()));
             }
         });
-        FaultProxy { port, mode }
+        FaultProxy { port, mode, delay_us, cut }
     }
 
     pub fn set(&self, fault: Fault) {
         self.mode.store(fault as u8, Ordering::SeqCst);
     }
 
+    /// Delays every chunk, each way, by `by` (zero: none).
+    pub fn delay(&self, by: Duration) {
+        self.delay_us.store(by.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Closes every connection open now, both ways (new ones are forwarded).
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
     /// `direct` routed through this proxy, without TLS (the proxy sees the protocol).
     pub fn url(&self, direct: &str) -> String {
         crate::pooler::via_local_port(direct, self.port)
     }
+}
+
+/// Copies `from` to `to` until either closes or the proxy cuts, dropping chunks while
+/// `drop(mode)` holds and delaying each by the proxy's delay.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    drop: impl Fn(u8) -> bool,
+    delay_us: Arc<std::sync::atomic::AtomicU64>,
+    mut cuts: tokio::sync::watch::Receiver<u64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    cuts.mark_unchanged();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = cuts.changed() => break,
+        };
+        if drop(mode.load(Ordering::SeqCst)) {
+            continue;
+        }
+        let us = delay_us.load(Ordering::SeqCst);
+        if us > 0 {
+            tokio::time::sleep(Duration::from_micros(us)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// A private embedded cluster under `home`, for tests that stop, restart or kill their server
