@@ -233,6 +233,38 @@ async fn a_backup_taken_during_writes_restores_consistent() {
 }
 
 #[tokio::test]
+async fn a_hostile_manifest_is_refused_by_verify_and_restore_naming_what_is_wrong() {
+    let (source, target) = tokio::join!(populated(), TestDb::new());
+    let dir = scratch();
+    let out = dir.join("b");
+    backup::create(&source.db, &out, &workers(2), Arc::default()).await.unwrap();
+    // A file the backup points at outside its directory, with the size and digest to match.
+    let outside = dir.join("outside.copy.zst");
+    std::fs::copy(out.join("tasks.copy.zst"), &outside).unwrap();
+    let path = out.join("manifest.json");
+    let pristine: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tasks = pristine["tables"].as_array().unwrap().iter().position(|t| t["name"] == "tasks").unwrap();
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        ("file", "../outside.copy.zst".into(), "is not a file name in the backup's directory"),
+        ("file", outside.display().to_string().into(), "is not a file name in the backup's directory"),
+        ("file", "".into(), "is not a file name"),
+        ("name", "pg_authid".into(), "unknown table \"pg_authid\""),
+        ("name", "users".into(), "table users listed twice"),
+    ];
+    for (field, value, expected) in cases {
+        let mut m = pristine.clone();
+        m["tables"][tasks][field] = value.clone();
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let err = backup::verify(&out, None).unwrap_err();
+        assert!(err.to_string().contains("damaged manifest") && err.to_string().contains(expected), "{value}: {err}");
+        let err = backup::restore(&target.db, &out, &Default::default(), Arc::default()).await.unwrap_err();
+        assert!(err.to_string().contains(expected), "{value}: {err}");
+        assert_eq!(count(&target, "select count(*) from users").await, 0, "{value}: the target is untouched");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
 async fn restore_refuses_a_non_empty_target_and_a_backup_from_a_newer_todo_db() {
     let (source, target) = tokio::join!(populated(), populated());
     let dir = scratch();

@@ -104,6 +104,36 @@ impl Manifest {
                 format!("format {} is newer than this todo-db reads ({FORMAT}): upgrade todo-db", m.format),
             ));
         }
+        m.check()?;
         Ok(m)
+    }
+
+    /// What a damaged or hostile manifest could hold that no backup of todo-db's does: a table
+    /// todo-db does not have, a table twice, or a file outside the backup's directory.
+    fn check(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::validation("backup", format!("damaged manifest: {reason}")));
+        for (i, t) in self.tables.iter().enumerate() {
+            if !TABLES.contains(&t.name.as_str()) {
+                return bad(format!("unknown table {:?}", t.name));
+            }
+            if self.tables[..i].iter().any(|o| o.name == t.name) {
+                return bad(format!("table {} listed twice", t.name));
+            }
+            let plain = !t.file.is_empty()
+                && t.file != "."
+                && t.file != ".."
+                && !t.file.contains(['/', '\\', '\0'])
+                && Path::new(&t.file).file_name().is_some_and(|n| n == t.file.as_str());
+            if !plain {
+                return bad(format!(
+                    "table {}: file {:?} is not a file name in the backup's directory",
+                    t.name, t.file
+                ));
+            }
+            if t.columns.is_empty() {
+                return bad(format!("table {}: no columns", t.name));
+            }
+        }
+        Ok(())
     }
 }
