@@ -719,6 +719,16 @@ impl Faults {
     }
 }
 
+/// Stops the private cluster and removes it however the run ends (an error, a panic).
+struct Cleanup(todo_db_ops::local::Cluster, std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
 /// SIGKILL to every process of the cluster's server (the postmaster and its children), as a
 /// machine crash would leave it.
 fn kill_server(home: &std::path::Path) -> anyhow::Result<()> {
@@ -754,6 +764,7 @@ async fn main() -> anyhow::Result<()> {
 
     let home = std::env::temp_dir().join(format!("todo-db-soak-{}", std::process::id()));
     let (cluster, url) = harness::private_cluster(&home).await;
+    let _cleanup = Cleanup(cluster.clone(), home.clone());
     let running = cluster.ensure_running().await?;
     let base = harness::settings();
     let su = Db::connect_url(&running.superuser_url_for("todo"), &base).await?;
@@ -992,8 +1003,6 @@ async fn main() -> anyhow::Result<()> {
     for db in [&short_lock, &short_statement, &owner, &check, &faults.su] {
         db.close();
     }
-    cluster.stop()?;
-    std::fs::remove_dir_all(&home).ok();
     if !violations.is_empty() || ops == 0 {
         anyhow::bail!("the soak found {} violation(s)", violations.len());
     }

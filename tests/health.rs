@@ -255,6 +255,33 @@ fn the_service_follows_the_database_down_and_up_and_its_metrics_parse() {
     assert!(scrape.samples.iter().any(|s| s.metric == "todo_db_http_request_duration_seconds_bucket"
         || s.metric == "todo_db_http_request_duration_seconds"));
 
+    // Hostile requests (the `http_request` corpus, then random bytes) get an answer or a closed
+    // connection; the service stays up, and its request metrics keep a bounded set of routes.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http_request");
+    let mut blobs: Vec<Vec<u8>> =
+        std::fs::read_dir(&corpus).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    assert!(blobs.len() >= 10, "the http_request corpus is missing");
+    let mut rng = rand::thread_rng();
+    for _ in 0..100 {
+        let n = rand::Rng::gen_range(&mut rng, 0..2048);
+        blobs.push((0..n).map(|_| rand::Rng::gen::<u8>(&mut rng)).collect());
+    }
+    for blob in &blobs {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(blob);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert_eq!(get(&addr, "/livez").0, 200, "after {:?}", String::from_utf8_lossy(&blob[..blob.len().min(80)]));
+    }
+    let (_, text) = get(&addr, "/metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    for s in scrape.samples.iter().filter(|s| s.metric == "todo_db_http_requests_total") {
+        let route = s.labels.get("route").unwrap();
+        assert!(["/livez", "/readyz", "/health", "/metrics", "other"].contains(&route), "route label {route}");
+    }
+
     // The database goes away: /readyz answers 503 within its deadline, /livez stays 200.
     local(&["local", "stop"]);
     let started = Instant::now();

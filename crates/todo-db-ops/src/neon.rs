@@ -122,17 +122,6 @@ impl Neon {
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
             let text = resp.text().await.unwrap_or_default();
-            if (200..300).contains(&status) {
-                return Ok(if text.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).unwrap_or(Value::Null)
-                });
-            }
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or_else(|| text.chars().take(200).collect());
             if matches!(status, 423 | 429) && attempt < self.config.attempts {
                 let wait = retry_after.unwrap_or(self.config.retry_delay * attempt);
                 tracing::info!(status, attempt, ?wait, "Neon API busy; retrying");
@@ -140,29 +129,7 @@ impl Neon {
                 attempt += 1;
                 continue;
             }
-            return Err(match status {
-                401 => Error::Config(
-                    "the Neon API rejected NEON_API_KEY (401 Unauthorized): check or renew the key".into(),
-                ),
-                403 => Error::Config(format!("the Neon API key may not do this (403 Forbidden): {message}")),
-                404 => Error::NotFound { entity: "Neon project or branch" },
-                423 => Error::Unavailable {
-                    target: "Neon API".into(),
-                    reason: format!("still locked by another operation after {attempt} attempts: {message}"),
-                    source: None,
-                },
-                429 => Error::Unavailable {
-                    target: "Neon API".into(),
-                    reason: format!("rate limited after {attempt} attempts: {message}"),
-                    source: None,
-                },
-                s if s >= 500 => Error::Unavailable {
-                    target: "Neon API".into(),
-                    reason: format!("HTTP {s}: {message}"),
-                    source: None,
-                },
-                s => Error::validation("neon", format!("HTTP {s}: {message}")),
-            });
+            return answer(status, &text, attempt);
         }
     }
 
@@ -207,15 +174,8 @@ impl Neon {
         Ok(())
     }
 
-    fn branch_of(v: &Value) -> Result<NeonBranch> {
-        serde_json::from_value(v["branch"].clone())
-            .map_err(|e| Error::Internal(format!("unexpected branch from Neon: {e}")))
-    }
-
     pub async fn list(&self) -> Result<Vec<NeonBranch>> {
-        let v = self.call(reqwest::Method::GET, "/branches", None).await?;
-        serde_json::from_value(v["branches"].clone())
-            .map_err(|e| Error::Internal(format!("unexpected branches from Neon: {e}")))
+        branches_of(&self.call(reqwest::Method::GET, "/branches", None).await?)
     }
 
     /// Creates a branch of `parent_id` (as of `at`, if given), with a read-write endpoint when
@@ -242,7 +202,7 @@ impl Neon {
         }
         let v = self.call(reqwest::Method::POST, "/branches", Some(&body)).await?;
         self.settle(&v).await?;
-        Self::branch_of(&v)
+        branch_of(&v)
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {
@@ -253,7 +213,7 @@ impl Neon {
     pub async fn update(&self, id: &str, patch: Value) -> Result<NeonBranch> {
         let v = self.call(reqwest::Method::PATCH, &format!("/branches/{id}"), Some(&json!({"branch": patch}))).await?;
         self.settle(&v).await?;
-        Self::branch_of(&v)
+        branch_of(&v)
     }
 
     /// Restores branch `id` from `source_id` (its head, or as of `at`), keeping the old state
@@ -272,7 +232,7 @@ impl Neon {
         }
         let v = self.call(reqwest::Method::POST, &format!("/branches/{id}/restore"), Some(&body)).await?;
         self.settle(&v).await?;
-        Self::branch_of(&v)
+        branch_of(&v)
     }
 
     pub async fn connection_uri(&self, branch_id: &str, database: &str, role: &str, pooled: bool) -> Result<String> {
@@ -285,6 +245,52 @@ impl Neon {
         let v = self.call(reqwest::Method::GET, &path, None).await?;
         v["uri"].as_str().map(String::from).ok_or_else(|| Error::Internal("Neon returned no connection URI".into()))
     }
+}
+
+/// What an API answer comes to, once no retry is left: a success's JSON body (`Null` when empty
+/// or not JSON), or the error its status means, with the API's message (at most 200 characters).
+pub fn answer(status: u16, text: &str, attempt: u32) -> Result<Value> {
+    if (200..300).contains(&status) {
+        return Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(text).unwrap_or(Value::Null) });
+    }
+    let message = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| text.to_string())
+        .chars()
+        .take(200)
+        .collect::<String>();
+    Err(match status {
+        401 => Error::Config("the Neon API rejected NEON_API_KEY (401 Unauthorized): check or renew the key".into()),
+        403 => Error::Config(format!("the Neon API key may not do this (403 Forbidden): {message}")),
+        404 => Error::NotFound { entity: "Neon project or branch" },
+        423 => Error::Unavailable {
+            target: "Neon API".into(),
+            reason: format!("still locked by another operation after {attempt} attempts: {message}"),
+            source: None,
+        },
+        429 => Error::Unavailable {
+            target: "Neon API".into(),
+            reason: format!("rate limited after {attempt} attempts: {message}"),
+            source: None,
+        },
+        s if s >= 500 => {
+            Error::Unavailable { target: "Neon API".into(), reason: format!("HTTP {s}: {message}"), source: None }
+        }
+        s => Error::validation("neon", format!("HTTP {s}: {message}")),
+    })
+}
+
+/// The branch of a response (`{"branch": ...}`).
+pub fn branch_of(v: &Value) -> Result<NeonBranch> {
+    serde_json::from_value(v["branch"].clone())
+        .map_err(|e| Error::Internal(format!("unexpected branch from Neon: {e}")))
+}
+
+/// The branches of a list response (`{"branches": [...]}`).
+pub fn branches_of(v: &Value) -> Result<Vec<NeonBranch>> {
+    serde_json::from_value(v["branches"].clone())
+        .map_err(|e| Error::Internal(format!("unexpected branches from Neon: {e}")))
 }
 
 fn enc(s: &str) -> String {

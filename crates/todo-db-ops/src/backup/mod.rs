@@ -18,7 +18,7 @@ mod stream;
 mod verify;
 
 pub use catalog::{list, prune, Listed};
-pub use crypt::Key;
+pub use crypt::{Key, Opener};
 pub use dump::{create, CreateOptions};
 pub use manifest::{Encryption, Manifest, ManifestMigration, TableEntry};
 pub use restore::{restore, RestoreOptions, RestoreReport};

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| todo_db_testkit::fuzz::backup_manifest(data));
