@@ -31,17 +31,37 @@ fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
 }
 
-/// The password of `raw` when it is a URL with one long enough to look for in an output (a
-/// short one could appear there by chance: `a` in `database`).
+/// The password of `raw` when it is a URL with one worth looking for in an output: long enough
+/// not to appear by chance (`a` in `database`), and nowhere else in the URL (a database named like
+/// the password is shown as the database).
 fn password(raw: &str) -> Option<String> {
     let u = url::Url::parse(raw).ok()?;
-    let p = u.password()?;
-    let p = percent_decoded(p);
-    (p.len() >= 8 && raw.matches(p.as_str()).count() <= 1).then_some(p)
+    let p = percent_decoded(u.password()?);
+    let mut rest = u.clone();
+    rest.set_password(None).ok()?;
+    let elsewhere = rest.as_str().contains(p.as_str()) || percent_decoded(rest.as_str()).contains(p.as_str());
+    (p.len() >= 8 && !elsewhere).then_some(p)
 }
 
+/// `%XX` sequences decoded (lossily where they are not UTF-8); everything else as it is.
 fn percent_decoded(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn no_secret(output: &str, secret: &Option<String>, what: &str) {
@@ -79,7 +99,13 @@ pub fn settings(data: &[u8]) {
             Err(_) => break,
         }
     }
-    let secrets: Vec<Option<String>> = vars.values().map(|v| password(v)).collect();
+    // The passwords of the URL variables, unless another variable's value holds the same text
+    // (a number's error names the value it was given).
+    let secrets: Vec<Option<String>> = vars
+        .iter()
+        .filter(|(k, _)| k.ends_with("_URL"))
+        .map(|(k, v)| password(v).filter(|p| !vars.iter().any(|(o, ov)| o != k && ov.contains(p.as_str()))))
+        .collect();
     match Settings::from_lookup(|k| vars.get(k).cloned()) {
         Ok(s) => {
             let shown = format!("{s:?}");
