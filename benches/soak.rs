@@ -11,10 +11,12 @@
 //! Faults (on a private embedded cluster, which the run creates and removes): backends terminated;
 //! every server process killed with SIGKILL and the server restarted (crash recovery); a proxy in
 //! front of the server that cuts every connection, stalls them (half-open), loses the answers, or
-//! delays each direction; a table lock held past the lock timeout (half the users run with a short
-//! lock timeout, half with a short statement timeout, so both kinds of timeout fire); a session
-//! left idle in a transaction on row locks until `idle_in_transaction_session_timeout` ends it.
-//! The audit log is sealed every few seconds during the run.
+//! delays each direction; a table lock held past the lock timeout (a third of the users run with a
+//! short lock timeout, a third with a short statement timeout, so both kinds of timeout fire); a
+//! session left idle in a transaction on row locks until `idle_in_transaction_session_timeout`
+//! ends it; the PgBouncer (transaction mode) the last third of the users go through, restarted.
+//! The audit log is sealed once per cycle of faults. PgBouncer is `PGBOUNCER` or the one
+//! `scripts/install-servers` builds; without one the run fails saying so.
 //!
 //! `cargo bench --bench soak`. Knobs: SOAK_SECONDS (600; quick 40), SOAK_USERS (16; quick 6),
 //! SOAK_FAULT_EVERY_MS (mean gap between faults: 2500; quick 1500), SOAK_SEED (random);
@@ -22,6 +24,7 @@
 
 use todo_db_testkit::bench::{knob, quick_mode};
 use todo_db_testkit::harness::{self, Fault, FaultProxy};
+use todo_db_testkit::pooler::LocalPooler;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -630,7 +633,7 @@ impl Vu {
 }
 
 /// The fault classes, in the order they are reported.
-const FAULTS: [&str; 9] = [
+const FAULTS: [&str; 10] = [
     "backends terminated",
     "server SIGKILL + restart",
     "proxy cut",
@@ -639,6 +642,7 @@ const FAULTS: [&str; 9] = [
     "proxy delay",
     "table lock past the timeouts",
     "idle in transaction past its timeout",
+    "PgBouncer restart",
     "audit seal",
 ];
 
@@ -646,6 +650,8 @@ struct Faults {
     cluster: todo_db_ops::local::Cluster,
     home: std::path::PathBuf,
     proxy: FaultProxy,
+    /// The PgBouncer (transaction mode, as Neon's pooler) a third of the users go through.
+    pooler: Arc<Mutex<LocalPooler>>,
     /// The cluster's superuser, directly (not through the proxy).
     su: Db,
     /// The owner login, directly: seals.
@@ -709,6 +715,10 @@ impl Faults {
                 // Back to the pool inside its transaction; the server ends the session.
                 drop(conn);
                 tokio::time::sleep(Duration::from_millis(1600)).await;
+            }
+            8 => {
+                let pooler = self.pooler.clone();
+                tokio::task::spawn_blocking(move || pooler.lock().unwrap().restart()).await??;
             }
             _ => {
                 todo_db::audit::seal(&self.owner, Duration::from_secs(5)).await?;
@@ -791,6 +801,21 @@ async fn main() -> anyhow::Result<()> {
     };
     let short_lock = Db::connect_url(&proxy.url(&url), &pool(5000, 400)).await?;
     let short_statement = Db::connect_url(&proxy.url(&url), &pool(1000, 10_000)).await?;
+    // A third of the users go through PgBouncer in transaction mode (to the server directly, on
+    // TLS), with prepared statements where it tracks them (1.21+), unnamed ones otherwise.
+    let app = running.app_url().ok_or_else(|| anyhow::anyhow!("the cluster has no app login"))?;
+    let pooler = LocalPooler::start_with(&url, 4, &[&app], true)?;
+    let pooled = {
+        let mut s = pool(2000, 1000);
+        s.app_url = Some(Secret::new(pooler.url(&app)));
+        s.pool.statements = if pooler.tracks_prepared {
+            todo_db::config::StatementMode::Prepared
+        } else {
+            todo_db::config::StatementMode::Unnamed
+        };
+        Db::connect_url(&pooler.url(&url), &s).await?
+    };
+    println!("  a third of the users through PgBouncer {} (transaction mode)", pooler.version);
 
     let tally = Arc::new(Tally::default());
     let owners = Arc::new(Mutex::new(HashMap::new()));
@@ -798,7 +823,11 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..users {
         let email = format!("soak{i}@example.com");
         let user = owner.admin().users().create(&NewUser::new(&email, &format!("Soak {i}"))?).await?.id;
-        let db = if i % 2 == 0 { short_lock.clone() } else { short_statement.clone() };
+        let db = match i % 3 {
+            0 => short_lock.clone(),
+            1 => short_statement.clone(),
+            _ => pooled.clone(),
+        };
         vus.push(Vu {
             db,
             user,
@@ -815,6 +844,7 @@ async fn main() -> anyhow::Result<()> {
         cluster: cluster.clone(),
         home: home.clone(),
         proxy,
+        pooler: Arc::new(Mutex::new(pooler)),
         su,
         owner: owner.clone(),
         counts: Default::default(),
@@ -1000,7 +1030,7 @@ async fn main() -> anyhow::Result<()> {
         violations.len()
     );
 
-    for db in [&short_lock, &short_statement, &owner, &check, &faults.su] {
+    for db in [&short_lock, &short_statement, &pooled, &owner, &check, &faults.su] {
         db.close();
     }
     if !violations.is_empty() || ops == 0 {

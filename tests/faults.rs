@@ -396,3 +396,45 @@ async fn owner_work_cut_off_by_the_server_does_not_return_its_dead_connection_to
     assert!(pid > 0);
     db.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_connection_lost_behind_pgbouncer_is_unavailable_not_a_database_error() {
+    // PgBouncer tells the client itself, with SQLSTATE 08P01 ("server conn crashed?"), when the
+    // server connection under a statement breaks: the connection failed (retryable, the outcome
+    // unknown), not the statement. A private cluster: a backend is killed with SIGKILL.
+    let home = std::env::temp_dir().join(format!("todo-db-pooler-crash-{}", std::process::id()));
+    let (cluster, url) = common::private_cluster(&home).await;
+    let running = cluster.ensure_running().await.unwrap();
+    let su = Db::connect_url(&running.superuser_url_for("todo"), &settings()).await.unwrap();
+    let pooler = todo_db_testkit::pooler::LocalPooler::start(&url, 2).unwrap();
+    let mut s = settings();
+    s.pool.connect_retry = Duration::ZERO;
+    s.pool.statements = todo_db::config::StatementMode::Unnamed;
+    let db = Db::connect_url(&pooler.url(&url), &s).await.unwrap();
+    let sleeper = {
+        let db = db.clone();
+        tokio::spawn(async move { db.admin().query("select pg_sleep(20)", &[]).await.map(|_| ()) })
+    };
+    let mut pid = None;
+    for _ in 0..100 {
+        let rows = su
+            .admin()
+            .query("select pid from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'", &[])
+            .await
+            .unwrap();
+        if let Some(r) = rows.first() {
+            pid = Some(r.get::<_, i32>(0));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = pid.expect("the statement reached the server");
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let err = sleeper.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }) && err.is_retryable(), "{err:?}");
+    db.close();
+    su.close();
+    drop(pooler);
+    cluster.stop_with("immediate").unwrap();
+    std::fs::remove_dir_all(&home).ok();
+}

@@ -21,6 +21,15 @@ pub struct LocalPooler {
     /// (`max_prepared_statements`, PgBouncer 1.21 and later; set to 1000, as on Neon).
     pub tracks_prepared: bool,
     watcher: std::process::Child,
+    /// What it was started with, for [`restart`](Self::restart).
+    launch: Launch,
+}
+
+struct Launch {
+    server_url: String,
+    pool_size: usize,
+    other_logins: Vec<String>,
+    track_prepared: bool,
 }
 
 impl Drop for LocalPooler {
@@ -50,6 +59,38 @@ impl LocalPooler {
         other_logins: &[&str],
         track_prepared: bool,
     ) -> Result<LocalPooler> {
+        Self::start_on(free_port()?, server_url, pool_size, other_logins, track_prepared)
+    }
+
+    /// Stops this PgBouncer (every client and server connection ends) and starts a new one on the
+    /// same port with the same settings: a pooler restart, as a deploy or a crash of it is.
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.watcher.kill();
+        let _ = self.watcher.wait();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(Error::Local(format!("pgbouncer on port {} did not stop within 10 s", self.port)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let l = &self.launch;
+        let logins: Vec<&str> = l.other_logins.iter().map(String::as_str).collect();
+        let fresh = Self::start_on(self.port, &l.server_url, l.pool_size, &logins, l.track_prepared)?;
+        // The old value's Drop finds its watcher gone and removes the new directory: keep it.
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old);
+        Ok(())
+    }
+
+    fn start_on(
+        port: u16,
+        server_url: &str,
+        pool_size: usize,
+        other_logins: &[&str],
+        track_prepared: bool,
+    ) -> Result<LocalPooler> {
         let server = url::Url::parse(server_url).map_err(|_| Error::Config("the server URL does not parse".into()))?;
         let (user, password) = (server.username().to_string(), server.password().unwrap_or("").to_string());
         let mut users = format!("\"{user}\" \"{password}\"\n");
@@ -57,7 +98,6 @@ impl LocalPooler {
             let u = url::Url::parse(other).map_err(|_| Error::Config("a login URL does not parse".into()))?;
             users.push_str(&format!("\"{}\" \"{}\"\n", u.username(), u.password().unwrap_or("")));
         }
-        let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("todo-db-pooler-{}-{port}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| Error::Local(format!("{}: {e}", dir.display())))?;
         let tls =
@@ -124,7 +164,13 @@ impl LocalPooler {
             .args(["-c", &script])
             .spawn()
             .map_err(|e| Error::Local(format!("cannot start pgbouncer (apt-get install pgbouncer): {e}")))?;
-        let pooler = LocalPooler { port, dir, version, tracks_prepared, watcher };
+        let launch = Launch {
+            server_url: server_url.to_string(),
+            pool_size,
+            other_logins: other_logins.iter().map(|l| l.to_string()).collect(),
+            track_prepared,
+        };
+        let pooler = LocalPooler { port, dir, version, tracks_prepared, watcher, launch };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(pooler);

@@ -174,9 +174,16 @@ pub(crate) const CONFLICTS: &[SqlState] = &[SqlState::T_R_SERIALIZATION_FAILURE,
 /// (re)starting; another connection, later, will do.
 pub(crate) const SERVER_AWAY: &[SqlState] =
     &[SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
-/// connection_exception, connection_does_not_exist, connection_failure.
-pub(crate) const CONNECTION_LOST: &[SqlState] =
-    &[SqlState::CONNECTION_EXCEPTION, SqlState::CONNECTION_DOES_NOT_EXIST, SqlState::CONNECTION_FAILURE];
+/// connection_exception, connection_does_not_exist, connection_failure, and protocol_violation:
+/// PgBouncer (Neon's pooler) reports its own connection failures with it ("server conn crashed?",
+/// "pgbouncer cannot connect to server", "query_wait_timeout"), and a commit in flight when its
+/// server connection broke may or may not have happened.
+pub(crate) const CONNECTION_LOST: &[SqlState] = &[
+    SqlState::CONNECTION_EXCEPTION,
+    SqlState::CONNECTION_DOES_NOT_EXIST,
+    SqlState::CONNECTION_FAILURE,
+    SqlState::PROTOCOL_VIOLATION,
+];
 
 /// Whether the SQLSTATE `code` is one of `states`.
 pub(crate) fn is_state(code: &str, states: &[SqlState]) -> bool {
