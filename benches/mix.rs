@@ -8,10 +8,20 @@
 //!   inside `\startpipeline` / `\endpipeline` (one Sync, one implicit transaction), so pgbench also
 //!   pays one round trip.
 //!
+//! And two peers, what a team would use instead of todo-db, with the same RLS identity per
+//! transaction:
+//! - sqlx (mix/sqlx_peer.rs): a `PgPool` and, per operation, a transaction that sets the identity
+//!   and runs the same statement as todo-db, prepared and cached as sqlx does by default;
+//! - SQLModel (peers/sqlmodel_mix.py): the seed's stack, SQLModel on SQLAlchemy's asyncio engine
+//!   with asyncpg and the Python module's pool, one session per operation, in a Python process of
+//!   its own (one FastAPI worker), its virtual environment made by scripts/install-peers.
+//!
 //! Scenario 2: the same operations, one at a time, directly and through a proxy that delays each
 //! direction by 2 ms (the two alternated, 100 times each); the delay the proxy added to each one's
 //! median, in round trips (the delay it added to `select 1`'s), and its median through the proxy
-//! over `select 1`'s (an upper bound, which counts the operation's server work too).
+//! over `select 1`'s (an upper bound, which counts the operation's server work too); then the
+//! peers' round trips counted the same way (sqlx also with its default ping on acquire).
+//! Scenario 2b: the mix through the proxy at BENCH_LATENCY_CLIENTS, todo-db against the peers.
 //!
 //! `cargo bench --bench mix` (DATABASE_URL, or the embedded default). Knobs: BENCH_MIX_USERS (5000),
 //! BENCH_MIX_TASKS (200 per user), BENCH_SECONDS (5 per run), BENCH_CONCURRENCY ("1,8,32"),
@@ -20,14 +30,20 @@
 //! BENCH_DELAY_MS (2), BENCH_PGBOUNCER (1: also run the mix through a local PgBouncer in
 //! transaction mode, next to pgbench's same statements through it and todo-db direct; skipped,
 //! with a note, when pgbouncer is not installed; PGBOUNCER names it), BENCH_POOLED_CLIENTS (8),
-//! BENCH_POOLED_ROUNDS (3);
+//! BENCH_POOLED_ROUNDS (3); BENCH_PEERS ("sqlx,sqlmodel": the SQLModel side runs when named; sqlx
+//! always runs), BENCH_SQLX_POOL (the sqlx pool's connections; default the clients, as todo-db's),
+//! BENCH_LATENCY_CLIENTS (8), BENCH_LATENCY_ROUNDS (3);
 //! BENCH_QUICK=1 for a smoke run; BENCH_SETTLE=0 (no VACUUM and CHECKPOINT before each run);
 //! BENCH_KEEP=1 keeps the database; BENCH_SCRIPTS_DIR=DIR writes the references' pgbench scripts
 //! there (same-OP.sql, plain-OP.sql), to run pgbench by hand.
 
+#[path = "mix/sqlmodel_peer.rs"]
+mod sqlmodel_peer;
+#[path = "mix/sqlx_peer.rs"]
+mod sqlx_peer;
+
 use todo_db_testkit::bench as support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,67 +120,111 @@ async fn main() -> anyhow::Result<()> {
     let plain: Vec<(&str, String, u32)> =
         OPS.iter().map(|(n, _)| *n).zip(plain).zip(w()).map(|((n, s), w)| (n, s, w)).collect();
 
+    // The proxy of scenario 2, started here because the SQLModel side needs its address.
+    let target = db.target().clone();
+    let port = delay_proxy((target.host.clone(), target.port), delay)?;
+    let via_proxy = |u: &str| -> anyhow::Result<String> {
+        let mut u = url::Url::parse(u)?;
+        u.set_port(Some(port)).map_err(|()| anyhow::anyhow!("no port in the URL"))?;
+        Ok(u.to_string())
+    };
+    let (slow_url, slow_scoped_url) = (via_proxy(&url)?, via_proxy(&scoped_url)?);
+
+    // The peers: sqlx on the login user scopes use, and the seed's SQLModel stack in a Python
+    // process of its own (its virtual environment made by scripts/install-peers).
+    // Its pool has as many connections as todo-db's (the clients) unless BENCH_SQLX_POOL says.
+    let sqlx_pool =
+        |clients: u64| std::env::var("BENCH_SQLX_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(clients as u32);
+    let sqlx = Arc::new(sqlx_peer::Peer::connect(&scoped_url, sqlx_pool(max_clients), false).await?);
+    let sqlmodel = if peers_wanted("sqlmodel") {
+        Some(sqlmodel_peer::Peer::start(&scoped_url, &slow_scoped_url, max_clients)?)
+    } else {
+        println!("(the SQLModel side is left out: BENCH_PEERS does not name it)");
+        None
+    };
+    let mut sides: Vec<Side> = vec![Side::TodoDb, Side::PgbenchPlain, Side::PgbenchSame, Side::Sqlx];
+    if sqlmodel.is_some() {
+        sides.push(Side::SqlModel);
+    }
+
     // Warm the cache for everyone.
     run_mix(&db, &data, max_clients, 1).await;
+    run_sqlx_mix(&sqlx, &data, max_clients, 1).await;
     println!();
     println!("Scenario 1: workload mix (RLS and audit on), p50/p99 in ms; CPU per operation, server/client");
     println!(
         "{:<8} {:<16} {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>11}",
         "clients", "side", "ops/s", "overall", "list", "create", "complete", "tag", "summary", "cpu us/op"
     );
-    // Each round runs the three sides, in the reverse order of the round before, so that no side
+    // Each round runs every side, in the reverse order of the round before, so that no side
     // always runs first (on a colder cache) or last; ops/s are the mean over rounds, latencies all
     // of the rounds' operations.
     let rounds = knob("BENCH_MIX_ROUNDS", 6, 1);
     let postmaster = postmaster_pid(&db).await;
     for &clients in &concurrency {
-        let mut sides: [(f64, Vec<Vec<f64>>); 3] = Default::default();
-        let mut spent = [Spent::default(); 3];
-        let mut per_round = Vec::new();
+        let n = sides.len();
+        let mut totals: Vec<(f64, Vec<Vec<f64>>)> = vec![Default::default(); n];
+        let mut spent = vec![Spent::default(); n];
+        // Per round, todo-db's rate over each other side's.
+        let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); n];
         for round in 0..rounds {
-            let mut got: [(f64, Vec<Vec<f64>>); 3] = Default::default();
-            let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-            for side in order {
+            let mut got: Vec<(f64, Vec<Vec<f64>>)> = vec![Default::default(); n];
+            let mut order: Vec<usize> = (0..n).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
                 settle(&db).await;
                 let before = cpu(postmaster);
-                got[side] = match side {
-                    0 => run_mix(&db, &data, clients, seconds).await,
-                    1 => pgbench_mix(&url, &plain, clients, seconds).map(|r| (r.tps, r.latencies))?,
-                    _ => pgbench_mix(&scoped_url, &same, clients, seconds).map(|r| (r.tps, r.latencies))?,
+                let mut client_cpu = None;
+                got[i] = match sides[i] {
+                    Side::TodoDb => run_mix(&db, &data, clients, seconds).await,
+                    Side::PgbenchPlain => pgbench_mix(&url, &plain, clients, seconds).map(|r| (r.tps, r.latencies))?,
+                    Side::PgbenchSame => {
+                        pgbench_mix(&scoped_url, &same, clients, seconds).map(|r| (r.tps, r.latencies))?
+                    }
+                    Side::Sqlx => run_sqlx_mix(&sqlx, &data, clients, seconds).await,
+                    Side::SqlModel => {
+                        let run = sqlmodel.as_ref().expect("started").run(clients, seconds)?;
+                        client_cpu = Some(run.cpu);
+                        (run.rate, run.latencies)
+                    }
                 };
                 if let Some(used) = cpu_since(postmaster, before) {
-                    let s = &mut spent[side];
+                    let s = &mut spent[i];
                     s.server += used.server;
-                    s.client += if side == 0 { used.client } else { used.children };
-                    s.ops += got[side].0 * seconds as f64;
+                    s.client += match sides[i] {
+                        Side::TodoDb | Side::Sqlx => used.client,
+                        Side::PgbenchPlain | Side::PgbenchSame => used.children,
+                        Side::SqlModel => client_cpu.unwrap_or(0.0),
+                    };
+                    s.ops += got[i].0 * seconds as f64;
                 }
             }
-            per_round.push((got[0].0 / got[1].0, got[0].0 / got[2].0));
-            for (total, (ops, lat)) in sides.iter_mut().zip(got) {
+            for i in 1..n {
+                per_round[i].push(got[0].0 / got[i].0);
+            }
+            for (total, (ops, lat)) in totals.iter_mut().zip(got) {
                 total.0 += ops / rounds as f64;
                 total.1.resize(lat.len().max(total.1.len()), Vec::new());
                 total.1.iter_mut().zip(lat).for_each(|(all, l)| all.extend(l));
             }
         }
-        let [ours, pg_plain, pg_same] = sides;
-        let (ratio_plain, ratio_same) = (ours.0 / pg_plain.0, ours.0 / pg_same.0);
-        print_row(clients, "todo-db", ours.0, ours.1, spent[0]);
-        print_row(clients, "pgbench plain", pg_plain.0, pg_plain.1, spent[1]);
-        print_row(clients, "pgbench same", pg_same.0, pg_same.1, spent[2]);
-        let (vs_plain, vs_same): (Vec<f64>, Vec<f64>) = per_round.iter().copied().unzip();
-        println!(
-            "{:<8} {:<16} vs plain {ratio_plain:.2}x, vs same statements {ratio_same:.2}x (rounds: {})",
-            clients,
-            "ratio",
-            per_round.iter().map(|(p, s)| format!("{p:.2}/{s:.2}")).collect::<Vec<_>>().join(", ")
-        );
-        println!(
-            "{:<8} {:<16} per-round median (range): vs plain {}, vs same statements {}",
-            clients,
-            "ratio",
-            ratio_spread(vs_plain),
-            ratio_spread(vs_same)
-        );
+        let ours = totals[0].0;
+        for (i, (ops, lat)) in totals.iter().enumerate() {
+            print_row(clients, sides[i].name(), *ops, lat.clone(), spent[i]);
+        }
+        for i in 1..n {
+            println!(
+                "{:<8} {:<16} todo-db / {}: {:.2}x; per round {} (median, range: {})",
+                clients,
+                "ratio",
+                sides[i].name(),
+                ours / totals[i].0,
+                per_round[i].iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
+                ratio_spread(per_round[i].clone())
+            );
+        }
     }
 
     // Scenario 1b: the same mix through PgBouncer in transaction mode (what Neon's pooled endpoint
@@ -248,14 +308,10 @@ async fn main() -> anyhow::Result<()> {
 
     // Scenario 2: round trips under latency, counted by the delay the proxy adds (server work, the
     // same both ways, cancels out).
-    let target = db.target().clone();
-    let port = delay_proxy((target.host.clone(), target.port), delay)?;
-    let mut slow_url = url::Url::parse(&url)?;
-    slow_url.set_port(Some(port)).ok();
     let mut settings = Settings::default();
     settings.pool.size = 1;
     settings.pool.overflow = 0;
-    let slow = Db::connect_url(slow_url.as_str(), &settings).await?;
+    let slow = Db::connect_url(&slow_url, &settings).await?;
     let fast = Db::connect_url(&url, &settings).await?;
     let samples = if quick_mode() { 5 } else { 100 };
     let conns = [fast.admin().connection().await?, slow.admin().connection().await?];
@@ -270,6 +326,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Scenario 2: one operation at a time through a proxy adding {delay:?} each way");
     println!("{:<12} {:>12} {:>12} {:>14} {:>14}", "operation", "direct p50", "proxy p50", "x select 1", "round trips");
     println!("{:<12} {:>12.2} {:>12.2} {:>14.2} {:>14.2}", "select 1", unit[0], unit[1], 1.0, 1.0);
+    let mut trips: Vec<Vec<f64>> = Vec::new();
     for (i, (name, _)) in OPS.iter().enumerate() {
         let p50 = alternated_p50(samples, async |side| {
             one_op([&fast, &slow][side], &data, i).await;
@@ -284,9 +341,105 @@ async fn main() -> anyhow::Result<()> {
             p50[1] / unit[1],
             (p50[1] - p50[0]) / trip
         );
+        trips.push(vec![(p50[1] - p50[0]) / trip]);
     }
     fast.close();
     slow.close();
+
+    // The peers' round trips, counted the same way: sqlx as configured above, sqlx with its
+    // default pool (which pings each connection before handing it out), and SQLModel.
+    let pair = async |ping| -> anyhow::Result<[Arc<sqlx_peer::Peer>; 2]> {
+        Ok([
+            Arc::new(sqlx_peer::Peer::connect(&scoped_url, 1, ping).await?),
+            Arc::new(sqlx_peer::Peer::connect(&slow_scoped_url, 1, ping).await?),
+        ])
+    };
+    for ping in [false, true] {
+        let peers = pair(ping).await?;
+        for (i, row) in trips.iter_mut().enumerate() {
+            let p50 = alternated_p50(samples, async |side| {
+                one_sqlx_op(&peers[side], &data, i).await;
+                Ok(())
+            })
+            .await?;
+            row.push((p50[1] - p50[0]) / trip);
+        }
+        peers.iter().for_each(|p| p.close());
+    }
+    if let Some(peer) = &sqlmodel {
+        for (i, row) in trips.iter_mut().enumerate() {
+            let p50 = peer.trips(i, samples)?;
+            row.push((p50[1] - p50[0]) / trip);
+        }
+    }
+    println!();
+    println!("Round trips per operation through the proxy, by side");
+    println!(
+        "{:<12} {:>10} {:>10} {:>22} {:>10}",
+        "operation",
+        "todo-db",
+        "sqlx",
+        "sqlx, ping on acquire",
+        if sqlmodel.is_some() { "SQLModel" } else { "" }
+    );
+    for ((name, _), row) in OPS.iter().zip(&trips) {
+        let cell = |i: usize| row.get(i).map_or(String::new(), |t| format!("{t:.2}"));
+        println!("{:<12} {:>10} {:>10} {:>22} {:>10}", name, cell(0), cell(1), cell(2), cell(3));
+    }
+
+    // Scenario 2b: the mix at a few clients through the proxy: what the round trips cost a
+    // service whose database is a network hop away.
+    let clients = knob("BENCH_LATENCY_CLIENTS", 8, 4);
+    let rounds = knob("BENCH_LATENCY_ROUNDS", 3, 1);
+    let mut s = Settings::default();
+    s.pool.size = clients as usize;
+    s.pool.overflow = 0;
+    if db.app_login().is_some() {
+        s.app_url = Some(todo_db::config::Secret::new(slow_scoped_url.clone()));
+    }
+    let far = Db::connect_url(&slow_url, &s).await?;
+    let far_sqlx = Arc::new(sqlx_peer::Peer::connect(&slow_scoped_url, sqlx_pool(clients), false).await?);
+    let names: Vec<&str> =
+        ["todo-db", "sqlx", "SQLModel"].into_iter().take(if sqlmodel.is_some() { 3 } else { 2 }).collect();
+    let mut totals = vec![0.0f64; names.len()];
+    let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    run_mix(&far, &data, clients, 1).await;
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut got = vec![0.0f64; names.len()];
+        for i in order {
+            settle(&db).await;
+            got[i] = match i {
+                0 => run_mix(&far, &data, clients, seconds).await.0,
+                1 => run_sqlx_mix(&far_sqlx, &data, clients, seconds).await.0,
+                _ => sqlmodel.as_ref().expect("started").run_via_proxy(clients, seconds)?.rate,
+            };
+        }
+        for i in 1..names.len() {
+            per_round[i].push(got[0] / got[i]);
+        }
+        totals.iter_mut().zip(&got).for_each(|(t, g)| *t += g / rounds as f64);
+    }
+    println!();
+    println!("Scenario 2b: the mix through the proxy ({delay:?} each way), {clients} clients");
+    println!("{:<12} {:>10}   ratio todo-db / side: mean, per-round median (range)", "side", "ops/s");
+    for (i, name) in names.iter().enumerate() {
+        let ratio = if i == 0 {
+            String::new()
+        } else {
+            format!("{:.2}x, {}", totals[0] / totals[i], ratio_spread(per_round[i].clone()))
+        };
+        println!("{:<12} {:>10.0}   {ratio}", name, totals[i]);
+    }
+    far.close();
+    far_sqlx.close();
+    sqlx.close();
+    if let Some(peer) = sqlmodel {
+        peer.stop()?;
+    }
     db.close();
     drop_database(&server, "todo_bench_mix").await;
     Ok(())
@@ -332,13 +485,18 @@ fn print_row(clients: u64, side: &str, ops: f64, mut lat: Vec<Vec<f64>>, spent: 
     println!("{line}");
 }
 
+/// What operation `i` of [`OPS`] acts on: a random user, a random open task (with its user) and a
+/// random tag name.
+fn draw(data: &Data) -> (uuid::Uuid, (uuid::Uuid, uuid::Uuid), &'static str) {
+    let mut rng = rand::thread_rng();
+    let user = data.users[rng.gen_range(0..data.users.len())];
+    (user, data.tasks[rng.gen_range(0..data.tasks.len())], TAGS[rng.gen_range(0..TAGS.len())])
+}
+
 /// Operation `i` of [`OPS`] for a random user (or a random open task's user), through todo-db.
 async fn one_op(db: &Db, data: &Data, i: usize) {
-    let (user, (task_user, task), tag) = {
-        let mut rng = rand::thread_rng();
-        let user = UserId(data.users[rng.gen_range(0..data.users.len())]);
-        (user, data.tasks[rng.gen_range(0..data.tasks.len())], TAGS[rng.gen_range(0..TAGS.len())])
-    };
+    let (user, (task_user, task), tag) = draw(data);
+    let user = UserId(user);
     let result = match i {
         0 => db
             .user(user)
@@ -357,14 +515,56 @@ async fn one_op(db: &Db, data: &Data, i: usize) {
     result.expect("operation succeeds");
 }
 
+/// Operation `i` of [`OPS`], as [`one_op`] draws it, through the sqlx peer.
+async fn one_sqlx_op(peer: &sqlx_peer::Peer, data: &Data, i: usize) {
+    let (user, (task_user, task), tag) = draw(data);
+    let result = match i {
+        0 => peer.list(user).await.map(|_| ()),
+        1 => peer.create(user, "benchmark task").await.map(|_| ()),
+        2 => peer.complete(task_user, task).await.map(|_| ()),
+        3 => peer.tag(task_user, task, &[tag]).await.map(|_| ()),
+        _ => peer.summary(user).await.map(|_| ()),
+    };
+    result.expect("sqlx operation succeeds");
+}
+
 /// The mix through todo-db: ops/s and, per operation, every latency in ms.
 async fn run_mix(db: &Db, data: &Arc<Data>, clients: u64, seconds: u64) -> (f64, Vec<Vec<f64>>) {
+    let (db, data) = (db.clone(), data.clone());
+    weighted_loop(clients, seconds, move |i| {
+        let (db, data) = (db.clone(), data.clone());
+        async move { one_op(&db, &data, i).await }
+    })
+    .await
+}
+
+/// The mix through the sqlx peer.
+async fn run_sqlx_mix(
+    peer: &Arc<sqlx_peer::Peer>,
+    data: &Arc<Data>,
+    clients: u64,
+    seconds: u64,
+) -> (f64, Vec<Vec<f64>>) {
+    let (peer, data) = (peer.clone(), data.clone());
+    weighted_loop(clients, seconds, move |i| {
+        let (peer, data) = (peer.clone(), data.clone());
+        async move { one_sqlx_op(&peer, &data, i).await }
+    })
+    .await
+}
+
+/// A closed loop over the operations of [`OPS`], each drawn at its weight and run by `op`: ops/s
+/// and, per operation, every latency in ms.
+async fn weighted_loop<F, Fut>(clients: u64, seconds: u64, op: F) -> (f64, Vec<Vec<f64>>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let total: u32 = OPS.iter().map(|(_, w)| w).sum();
     let latencies = Arc::new(Mutex::new(vec![Vec::new(); OPS.len()]));
-    let done = Arc::new(AtomicU64::new(0));
-    let (db2, data2, lat2) = (db.clone(), data.clone(), latencies.clone());
+    let lat2 = latencies.clone();
     let rate = closed_loop(clients, seconds, move || {
-        let (db, data, lat, done) = (db2.clone(), data2.clone(), lat2.clone(), done.clone());
+        let (op, lat) = (op.clone(), lat2.clone());
         async move {
             let mut pick = rand::thread_rng().gen_range(0..total);
             let i = OPS
@@ -377,14 +577,41 @@ async fn run_mix(db: &Db, data: &Arc<Data>, clients: u64, seconds: u64) -> (f64,
                 })
                 .unwrap_or(0);
             let t = Instant::now();
-            one_op(&db, &data, i).await;
+            op(i).await;
             lat.lock().expect("not poisoned")[i].push(t.elapsed().as_secs_f64() * 1000.0);
-            done.fetch_add(1, Ordering::Relaxed);
         }
     })
     .await;
     let lat = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
     (rate, lat)
+}
+
+/// The sides of scenario 1.
+#[derive(Clone, Copy)]
+enum Side {
+    TodoDb,
+    PgbenchPlain,
+    PgbenchSame,
+    Sqlx,
+    SqlModel,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::TodoDb => "todo-db",
+            Side::PgbenchPlain => "pgbench plain",
+            Side::PgbenchSame => "pgbench same",
+            Side::Sqlx => "sqlx",
+            Side::SqlModel => "SQLModel",
+        }
+    }
+}
+
+/// BENCH_PEERS=sqlmodel (the default) runs the SQLModel side; BENCH_PEERS=sqlx leaves it out
+/// (sqlx always runs: it costs no set-up).
+fn peers_wanted(name: &str) -> bool {
+    std::env::var("BENCH_PEERS").map_or(true, |v| v.split(',').any(|p| p.trim() == name))
 }
 
 /// pgbench scripts per operation: (same statements, plain), in [`OPS`] order. They mirror the
@@ -434,23 +661,16 @@ fn scripts(db: &Db, users: usize, tasks: usize) -> (Vec<String>, Vec<String>) {
          from chosen on conflict do nothing;\n"
     );
     let tag = format!(
-        "with wanted(name, id) as (select w.name, w.id from {wanted} w(name, id) \
-         where exists (select 1 from tasks where id = {task_id})), \
-         created as (insert into tags (id, user_id, name) select id, {task_user}, name from wanted \
-         on conflict (user_id, lower(name)) do nothing returning id, name), \
-         chosen as (select id, name from created union all \
-         select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = {task_user}), \
-         attached as (insert into task_tags (user_id, task_id, tag_id) select {task_user}, {task_id}, id from chosen \
-         on conflict do nothing) \
-         select {}, array(select g.name from task_tags tt \
-         join tags g on g.user_id = tt.user_id and g.id = tt.tag_id where tt.user_id = t.user_id and tt.task_id = t.id \
-         union all select name from chosen) as tags from tasks t where t.id = {task_id};\n",
-        fields("t")
+        "{};\n",
+        bind(
+            todo_db::store::tasks::sql::TAG,
+            &[task_user, task_id, "array[(array['work','home','errands'])[:k]]", "array[gen_random_uuid()]"]
+        )
     );
     let summary_sql = views::statement::<TaskSummary>(&ReportOptions::default()).expect("valid options");
     // A view read's settings ride on the identity statement (db/scope.rs), as the library writes
     // them, with the default time zone and window.
-    let settings = views::settings_columns(1).replace("$1", "'UTC'").replace("$2", "'7'");
+    let settings = views::settings_columns(1).replace("$1", "'UTC'").replace("$2", "'30'");
     let report_identity = user_identity.replacen(" from bench_users", &format!(", {settings} from bench_users"), 1);
     let summary = format!("{};\n", summary_sql.replace("$1", "null::uuid").replace("$2", "100").replace("$3", "0"));
     let same = vec![

@@ -94,6 +94,21 @@ pub mod sql {
         // A new task has no tags yet: no need to look them up.
         "'{}'::text[]"
     );
+    /// [`Tasks::tag`](super::Tasks::tag): `$1` user, `$2` task, `$3` the tag names, `$4` an id for each
+    /// (used for the names that are new).
+    pub const TAG: &str = concat!(
+        "with wanted(name, id) as (select w.name, w.id from unnest($3::text[], $4::uuid[]) w(name, id) ",
+        "where exists (select 1 from tasks where id = $2)), ",
+        "created as (insert into tags (id, user_id, name) select id, $1, name from wanted ",
+        "on conflict (user_id, lower(name)) do nothing returning id, name), ",
+        "chosen as (select id, name from created union all ",
+        "select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1), ",
+        "attached as (insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen ",
+        "on conflict do nothing) ",
+        "select ",
+        task_columns!("t", "union all select name from chosen"),
+        " from tasks t where t.id = $2"
+    );
     /// [`Tasks::update`](super::Tasks::update): `$1` id, `$2` title, `$3` description, `$4`
     /// priority, `$5` whether the due date is set, `$6` due, `$7` completed, `$8` status (each
     /// null to keep). The status decides completion when given, else `$7` does; completing sets
@@ -394,22 +409,9 @@ impl Tasks<'_> {
         // One statement: create the missing tags, attach, and return the task with its tags (the
         // ones it had, read from the snapshot, and the ones chosen here). Nothing is written when
         // the task is not this user's: `wanted` is empty then, and no row comes back.
-        const SQL: &str = concat!(
-            "with wanted(name, id) as (select w.name, w.id from unnest($3::text[], $4::uuid[]) w(name, id) ",
-            "where exists (select 1 from tasks where id = $2)), ",
-            "created as (insert into tags (id, user_id, name) select id, $1, name from wanted ",
-            "on conflict (user_id, lower(name)) do nothing returning id, name), ",
-            "chosen as (select id, name from created union all ",
-            "select g.id, g.name from tags g join wanted w on lower(g.name) = lower(w.name) where g.user_id = $1), ",
-            "attached as (insert into task_tags (user_id, task_id, tag_id) select $1, $2, id from chosen ",
-            "on conflict do nothing) ",
-            "select ",
-            task_columns!("t", "union all select name from chosen"),
-            " from tasks t where t.id = $2"
-        );
         let names: Vec<&str> = names.iter().map(TagName::as_str).collect();
         let new_ids: Vec<Uuid> = names.iter().map(|_| TagId::new().0).collect();
-        let row = self.scope.query_found("task", SQL, &[&self.user(), &id.0, &names, &new_ids]).await?;
+        let row = self.scope.query_found("task", sql::TAG, &[&self.user(), &id.0, &names, &new_ids]).await?;
         task_from_row(&row)
     }
 
