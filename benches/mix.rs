@@ -147,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
         sides.push(Side::SqlModel);
     }
 
+    // Every side does the same work under the same isolation: each peer's list for a few users
+    // is todo-db's, and holds only that user's tasks.
+    same_answers(&db, &sqlx, sqlmodel.as_ref(), &data).await?;
+
     // Warm the cache for everyone.
     run_mix(&db, &data, max_clients, 1).await;
     run_sqlx_mix(&sqlx, &data, max_clients, 1).await;
@@ -513,6 +517,36 @@ async fn one_op(db: &Db, data: &Data, i: usize) {
         _ => views::read::<TaskSummary>(&db.user(user), &ReportOptions::default()).await.map(|_| ()),
     };
     result.expect("operation succeeds");
+}
+
+/// Fails unless the peers' first page of open tasks is todo-db's for a few users (the first, the
+/// last, and one between), and holds only the user's own tasks.
+async fn same_answers(
+    db: &Db,
+    sqlx: &sqlx_peer::Peer,
+    sqlmodel: Option<&sqlmodel_peer::Peer>,
+    data: &Data,
+) -> anyhow::Result<()> {
+    let n = data.users.len();
+    for user in [data.users[0], data.users[n / 2], data.users[n - 1]] {
+        let filter = TaskFilter { completed: Some(false), limit: Some(20), ..Default::default() };
+        let ours: Vec<(uuid::Uuid, uuid::Uuid)> =
+            db.user(UserId(user)).tasks().list(&filter).await?.items.iter().map(|t| (t.id.0, t.user_id.0)).collect();
+        anyhow::ensure!(
+            !ours.is_empty() && ours.iter().all(|t| t.1 == user),
+            "todo-db's list of user {user}: {ours:?}"
+        );
+        let theirs: Vec<_> = sqlx.list(user).await?.iter().map(|t| (t.id.0, t.user_id.0)).collect();
+        anyhow::ensure!(theirs == ours, "sqlx's list of user {user} is not todo-db's: {theirs:?} against {ours:?}");
+        if let Some(peer) = sqlmodel {
+            let theirs = peer.list(user)?;
+            anyhow::ensure!(
+                theirs == ours,
+                "SQLModel's list of user {user} is not todo-db's: {theirs:?} against {ours:?}"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Operation `i` of [`OPS`], as [`one_op`] draws it, through the sqlx peer.

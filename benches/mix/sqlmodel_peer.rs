@@ -103,6 +103,18 @@ impl Peer {
         }
     }
 
+    /// `user`'s first page of open tasks, as (task, owner) ids.
+    pub fn list(&self, user: uuid::Uuid) -> anyhow::Result<Vec<(uuid::Uuid, uuid::Uuid)>> {
+        let v = self.call(json!({"cmd": "list", "user": user.to_string()}))?;
+        let ids = |t: &Value, i: usize| t[i].as_str().and_then(|s| s.parse().ok());
+        v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| ids(t, 0).zip(ids(t, 1)).ok_or_else(|| anyhow::anyhow!("the SQLModel peer's list: {t}")))
+            .collect()
+    }
+
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.call(json!({"cmd": "stop"}))?;
         self.child.wait()?;

@@ -14,6 +14,8 @@ stdin, one JSON answer per line on stdout:
       -> {"ops": N, "seconds": S, "latencies": [[ms, ...] per operation], "cpu": seconds}
   {"cmd": "trips", "op": I, "samples": N}
       -> {"p50": [direct ms, proxy ms]}   (operation I alone, direct and proxied alternately)
+  {"cmd": "list", "user": "<uuid>"}
+      -> {"tasks": [[task id, owner id], ...]}   (the user's first page of open tasks)
   {"cmd": "stop"}
 
 Its first line is {"ready": true, "versions": {...}}.
@@ -309,6 +311,9 @@ async def main():
             answer(await mix.run(command["clients"], command["seconds"], command.get("via", "direct")))
         elif command["cmd"] == "trips":
             answer(await mix.trips(command["op"], command["samples"]))
+        elif command["cmd"] == "list":
+            tasks = await list_open(engines["direct"], uuid.UUID(command["user"]))
+            answer({"tasks": [[str(t["id"]), str(t["user_id"])] for t in tasks]})
         elif command["cmd"] == "stop":
             break
         else:
