@@ -137,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
         |clients: u64| std::env::var("BENCH_SQLX_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(clients as u32);
     let sqlx = Arc::new(sqlx_peer::Peer::connect(&scoped_url, sqlx_pool(max_clients), false).await?);
     let sqlmodel = if peers_wanted("sqlmodel") {
-        Some(sqlmodel_peer::Peer::start(&scoped_url, &slow_scoped_url, max_clients)?)
+        Some(sqlmodel_peer::Peer::start(&scoped_url, &slow_scoped_url)?)
     } else {
         println!("(the SQLModel side is left out: BENCH_PEERS does not name it)");
         None

@@ -26,7 +26,7 @@ pub struct Peer {
 impl Peer {
     /// Installs the peer when needed and starts it against `url` (the login user scopes use) and
     /// `slow_url` (the same through the latency proxy); prints the versions it runs.
-    pub fn start(url: &str, slow_url: &str, _clients: u64) -> anyhow::Result<Peer> {
+    pub fn start(url: &str, slow_url: &str) -> anyhow::Result<Peer> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let install = Command::new(root.join("scripts/install-peers")).stderr(Stdio::inherit()).output()?;
         anyhow::ensure!(install.status.success(), "scripts/install-peers failed (its output is above)");
